@@ -44,11 +44,37 @@ def demo_gguf() -> Path:
 
 
 @pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A file named like a 7B model that is never loaded (the benchmark fakes only read its path and size)."""
+    path = tmp_path / "mistral-7b.gguf"
+    path.write_bytes(b"GGUF" + bytes(1000))
+    return path
+
+
+@pytest.fixture
+def settings():
+    """The settings of this test's isolated home (defaults, not yet saved)."""
+    from tray_app.paths import app_paths
+    from tray_app.settings import Settings
+
+    return Settings.load(app_paths().settings_file)
+
+
+@pytest.fixture
 def rtx4050_nvml():
     """NVML answering from a recorded RTX 4050 Laptop 6 GB timeline (avatar running, model loading)."""
     from tray_app.hardware.nvml_replay import ReplayNvml
 
     return ReplayNvml.from_file(RTX4050_RECORDING)
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_gone(pid: int, timeout: float = 5.0) -> bool:

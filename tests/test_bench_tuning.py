@@ -25,18 +25,6 @@ from tray_app.settings import Settings
 from .bench_fakes import BEST, START, identity, make_result
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "mistral-7b.gguf"
-    path.write_bytes(b"GGUF" + bytes(1000))
-    return path
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings.load(app_paths().settings_file)
-
-
 def test_apply_saves_settings_and_the_results_file(model: Path, settings: Settings):
     settings.set("threads", 3)  # set by hand before: « Appliquer » gives it back to the measurement
     result = make_result(model)

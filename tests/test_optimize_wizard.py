@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 from PySide6.QtWidgets import QWizard
 
 from tray_app.benchmark.saved import results_path
@@ -14,18 +13,6 @@ from tray_app.settings import Settings
 from tray_app.ui.optimize_wizard import INTRO, MACHINE, PROGRESS, RESULT, OptimizeWizard
 
 from .bench_fakes import FakeEngine
-
-
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    path = tmp_path / "mistral-7b.gguf"
-    path.write_bytes(b"GGUF" + bytes(1000))
-    return path
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings.load(app_paths().settings_file)
 
 
 def open_wizard(qtbot, settings: Settings, engine) -> OptimizeWizard:

@@ -2,7 +2,6 @@
 
 import json
 from dataclasses import replace
-import socket
 import urllib.request
 
 import psutil
@@ -17,11 +16,7 @@ from tray_app.settings import Settings
 from tray_app.ui.icons import IconState
 from tray_app.ui.program import TrayProgram
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port
 
 
 @pytest.fixture
