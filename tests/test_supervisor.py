@@ -341,3 +341,44 @@ def test_steps_are_never_repeated_even_when_the_ladder_repeats_itself():
         assert ScriptedRunner.loads == [GPU, twice]
     finally:
         sup.close()
+
+
+def test_pause_unloads_refuses_requests_in_french_and_resume_loads_again(tiny_config):
+    sup = Supervisor(tiny_config, keep_alive_s=-1)
+    waiting: list[BaseException] = []
+    try:
+        sup.acquire(timeout=60)
+        sup.release()
+        pid = sup.status().pid
+        sup.pause("Mesures en cours : réessayez dans une minute.", wait=True)
+        assert sup.paused and sup.state is HostState.IDLE and wait_gone(pid)
+        with pytest.raises(HostUnavailable) as refused:
+            sup.acquire(timeout=5)
+        assert refused.value.message_fr == "Mesures en cours : réessayez dans une minute."
+        assert refused.value.retry_after_s == 30
+        sup.load()
+        time.sleep(0.5)
+        assert sup.state is HostState.IDLE and sup.status().pid is None  # nothing loads while paused
+        sup.resume()
+        sup.acquire(timeout=60)
+        sup.release()
+        assert sup.state is HostState.READY and sup.status().pid not in (None, pid)
+        # a request already waiting for a load when the pause starts gets the pause's message
+        sup.unload(wait=True)
+
+        def request() -> None:
+            try:
+                sup.acquire(timeout=60)
+                sup.release()
+            except HostUnavailable as exc:
+                waiting.append(exc)
+
+        thread = threading.Thread(target=request)
+        thread.start()
+        sup.wait_for(HostState.LOADING, 10)
+        sup.pause("Pause.", wait=True)
+        thread.join(10)
+        assert [e.message_fr for e in waiting] == ["Pause."]
+        assert sup.status().pid is None
+    finally:
+        sup.close()

@@ -18,6 +18,10 @@ Failure memory: a configuration that failed (load error, timeout, crash) is neve
 :meth:`retry` and :meth:`configure` (explicit user actions) clear that memory. A failure a safer plan
 cannot fix (bad model file, engine missing) goes straight to « Erreur ».
 
+Pause (:meth:`pause` / :meth:`resume`): while another part of the program needs the machine to itself
+(« Optimiser » measures with its own runners), the model is unloaded and requests are refused with the
+pause's French message and a retry delay; nothing loads until :meth:`resume`.
+
 Keep-alive (``keep_alive_s``): ``> 0`` unload after that many seconds without a request; ``0`` unload as
 soon as no request uses or waits for the model; ``< 0`` (``-1``) never unload.
 """
@@ -54,6 +58,7 @@ RunnerFactory = Callable[..., Runner]
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 CRASH_POLL_S = 1.0
+PAUSE_RETRY_S = 30.0  # the Retry-After given to clients while paused
 IDLE_MESSAGE = "Le modèle n'est pas en mémoire : il se chargera à la première demande."
 RELOAD_NOTE = "il se rechargera à la prochaine demande."
 
@@ -99,6 +104,7 @@ class Supervisor:
         self._load_pending = False
         self._reported_dead: Runner | None = None
         self._closed = False
+        self._paused: str | None = None  # the French reason requests are refused, while paused
         self._cancel_load = threading.Event()
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._events: queue.Queue[HostEvent | None] = queue.Queue()
@@ -174,6 +180,26 @@ class Supervisor:
         self._cancel_load.set()
         self._post(_Command("configure", config=config, ladder=ladder))
 
+    def pause(self, message_fr: str, *, wait: bool = False, timeout: float = 30.0) -> None:
+        """Unload and refuse requests (``HostUnavailable(message_fr)``) until :meth:`resume`.
+
+        With ``wait``, return once the runner is gone (its memory returned), or after ``timeout``.
+        """
+        with self._cond:
+            self._paused = message_fr
+            self._cond.notify_all()  # requests waiting for a load give up with the pause's message
+        self.unload(wait=wait, timeout=timeout)
+
+    def resume(self) -> None:
+        """End the pause: the model loads again at the next request."""
+        with self._cond:
+            self._paused = None
+
+    @property
+    def paused(self) -> bool:
+        with self._cond:
+            return self._paused is not None
+
     def set_keep_alive(self, seconds: float) -> None:
         with self._cond:
             self._keep_alive_s = float(seconds)
@@ -192,6 +218,8 @@ class Supervisor:
                 while True:
                     if self._closed:
                         raise HostUnavailable("Le programme est en train de s'arrêter.")
+                    if self._paused is not None:
+                        raise HostUnavailable(self._paused, retry_after_s=PAUSE_RETRY_S)
                     if self._endpoint is not None:
                         runner = self._runner
                         if runner is None or (self._reported_dead is not runner and runner.alive):
@@ -364,6 +392,9 @@ class Supervisor:
             self._load_pending = False
             if self._endpoint is not None or self._closed or self._state is HostState.ERROR:
                 return
+            if self._paused is not None:
+                log.info("load not started: host paused (%s)", self._paused)
+                return
             self._cancel_load.clear()
         while True:
             step = self._next_step()
@@ -512,7 +543,8 @@ class Supervisor:
             ):
                 self._set_state(HostState.IDLE, message or IDLE_MESSAGE)
             self._cond.notify_all()
-            if self._holders > 0 and not self._closed and self._state is not HostState.ERROR:
+            waiting = self._holders > 0 and not self._closed and self._paused is None
+            if waiting and self._state is not HostState.ERROR:
                 self._load_pending = True  # someone waits: load again
                 self._commands.put(_Command("load"))
 
