@@ -3,12 +3,14 @@
 Used by ``serve``, ``self-test`` and the tray. The memory planner (``tray_app.planning.memory_plan``)
 decides GPU layers, context and threads and gives the fallback ladder; when it cannot be used the model
 runs on the CPU with the thread rule, and the planner-free ladder (:func:`default_ladder`) applies.
+On top of either, the settings « Optimiser » measured and applied for this model file are used
+(:func:`tray_app.benchmark.tuning.tuned_config`; its rules keep the memory plan's safety).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from tray_app.hardware.cpu import detect_cpu
 from tray_app.hardware.threads import recommend_threads
 from tray_app.host.fallback import Ladder, default_ladder, ladder_from_plans
 from tray_app.host.gateway import DEFAULT_API_PORT, Gateway, GatewayOptions
+from tray_app.host.host_state import EventKind, HostEvent, HostState
+from tray_app.host.runner import model_id_for
 from tray_app.host.runner_config import RunnerConfig
 from tray_app.host.supervisor import DEFAULT_KEEP_ALIVE_S, Supervisor
 from tray_app.paths import app_paths
@@ -41,6 +45,8 @@ class HostPlan:
     explanation_fr: str  # one or two French sentences: where the model runs and why
     planner: str  # "memory_plan" or "cpu_rule"
     plan: Any = None  # the MemoryPlan when the planner made it
+    cpu_affinity: tuple[int, ...] = ()  # logical CPUs « Optimiser » pinned the runner to; () for none
+    tuned: bool = False  # the configuration includes the settings « Optimiser » applied
 
 
 def setting(settings: Any, key: str, default: Any) -> Any:
@@ -95,19 +101,38 @@ def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None)
     except Exception:  # the planner is a refinement: never fail hosting because of it
         log.exception("memory plan failed; running on the CPU")
     else:
-        config = plan.to_runner_config(model_path)
         ladder_plans = safer_plans(plan)
 
         def ladder(base: RunnerConfig) -> list:  # type: ignore[type-arg]
             return ladder_from_plans(ladder_plans, str(model_path), base)
 
-        return HostPlan(model_path, config, ladder, plan.explain_fr(), "memory_plan", plan)
+        base = HostPlan(model_path, plan.to_runner_config(model_path), ladder, plan.explain_fr(), "memory_plan", plan)
+        return _with_tuning(base, settings, free_vram)
     advice = recommend_threads(cpu, gpu_offload_fraction=0.0, cores_left_for_avatar=cores_left)
     threads = threads_override or advice.threads
     n_ctx = min(ctx, info.n_ctx_train) if getattr(info, "n_ctx_train", 0) else ctx
     config = RunnerConfig(model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
-    return HostPlan(
+    base = HostPlan(
         model_path, config, default_ladder, f"Le modèle tourne sur le processeur ({threads} cœurs).", "cpu_rule"
+    )
+    return _with_tuning(base, settings, None)
+
+
+def _with_tuning(base: HostPlan, settings: Any, free_vram: int | None) -> HostPlan:
+    """``base`` with the settings « Optimiser » applied for this model file, when there are some."""
+    from tray_app.benchmark.tuning import load_tuning, tuned_config
+
+    tuning = load_tuning(settings, base.model_path)
+    if tuning is None:
+        return base
+    config = tuned_config(base.config, settings, base.model_path, free_vram=free_vram)
+    log.info("optimised settings applied: %s", config.to_dict())
+    return replace(
+        base,
+        config=config,
+        explanation_fr=f"{base.explanation_fr} Réglages mesurés par « Optimiser » appliqués.",
+        cpu_affinity=tuning.cpu_affinity,
+        tuned=True,
     )
 
 
@@ -153,6 +178,23 @@ class Host:
             log_file=log_file or app_paths().log_dir / RUNNER_LOG_NAME,
         )
         self.gateway = Gateway(self.supervisor, GatewayOptions(port=port, allow_other_port=allow_other_port))
+        self.supervisor.add_listener(self._pin_when_ready)
+
+    def use_plan(self, plan: HostPlan) -> None:
+        """Another model or configuration: used from the next load (at once when the model is loaded)."""
+        self.plan = plan
+        self.gateway.model_id = model_id_for(plan.model_path)
+        self.supervisor.configure(plan.config, plan.ladder)
+
+    def _pin_when_ready(self, event: HostEvent) -> None:
+        """The runner is ready: pin it to the CPUs « Optimiser » chose (its threads exist by now; on Linux
+        the ones created later inherit the mask, on Windows the process mask covers them all)."""
+        affinity = self.plan.cpu_affinity
+        if affinity and event.kind is EventKind.STATE and event.state is HostState.READY:
+            from tray_app.benchmark.affinity import pin_processes
+
+            if pin_processes(self.supervisor.status().pids, affinity):
+                log.info("runner pinned to logical CPUs %s", list(affinity))
 
     def start(self) -> str:
         """Start listening (the model loads on the first request). Raises ``PortUnavailable``."""

@@ -38,6 +38,10 @@ HOST_ICONS = {
     HostState.ERROR: IconState.ERROR,
 }
 PLAN_KEYS = ("threads", "cores_left_for_avatar", "context_size")
+OPTIMIZING_FR = (
+    "Desktop-Mate mesure les performances de l'ordinateur (« Optimiser ») : le modèle reviendra à la fin "
+    "des mesures. Réessayez dans une minute."
+)
 
 
 class HostController(QObject):
@@ -66,6 +70,7 @@ class HostController(QObject):
         self._protecting = False  # protection asked to unload when idle (keep-alive 0 until then)
         self._safer_config: RunnerConfig | None = None  # protection: used from the next load
         self._plan_inputs = self._current_plan_inputs()
+        self._baseline_tps: float | None = None  # generation speed « Optimiser » measured for this model
         self._event_from_host.connect(self._on_host_event, Qt.ConnectionType.QueuedConnection)
 
     # -- life ------------------------------------------------------------------------------------
@@ -74,6 +79,7 @@ class HostController(QObject):
         try:
             model = choose_model(None, self.settings)
             self.plan = plan_host(model, self.settings)
+            self._baseline_tps = _measured_tps(self.plan, self.settings)
         except ModelChoiceError as exc:
             self._set(HostState.ERROR, exc.message_fr)
             self.notify(exc.message_fr, True)
@@ -128,7 +134,9 @@ class HostController(QObject):
         return HOST_ICONS[self.state]
 
     def status_line(self) -> str:
-        """The state in one or two words (« Prêt », « Chargement… »)."""
+        """The state in one or two words (« Prêt », « Chargement… », « Optimisation en cours… »)."""
+        if self.host is not None and self.host.supervisor.paused:
+            return self.tr("Optimisation en cours…")
         return self.state.label
 
     def host_metrics(self) -> HostMetrics | None:
@@ -142,7 +150,7 @@ class HostController(QObject):
         return HostMetrics(
             runner_pid=runner,
             tokens_per_second=last.tokens_per_s if last is not None else None,
-            baseline_tokens_per_second=None,
+            baseline_tokens_per_second=self._baseline_tps,
             model_loaded=state in (HostState.READY, HostState.BUSY),
         )
 
@@ -213,6 +221,34 @@ class HostController(QObject):
             config, self._safer_config = self._safer_config, None
             self.host.supervisor.configure(config, self.plan.ladder)
 
+    # -- « Optimiser » ---------------------------------------------------------------------------
+    def pause_for_optimization(self) -> None:
+        """The wizard starts measuring: the model leaves the memory; requests wait for the end."""
+        if self.host is not None:
+            self._unload_asked = True
+            self.host.supervisor.pause(OPTIMIZING_FR)
+            self.changed.emit()
+
+    def wait_until_unloaded(self, timeout: float = 30.0) -> None:
+        """Block (in the wizard's worker thread) until the runner has gone: its memory is needed."""
+        if self.host is not None:
+            self.host.supervisor.unload(wait=True, timeout=timeout)
+
+    def resume_after_optimization(self) -> None:
+        if self.host is not None and self.host.supervisor.paused:
+            self.host.supervisor.resume()
+            self.changed.emit()
+
+    def apply_optimization(self) -> None:
+        """« Appliquer » saved new settings: plan again with them (used from the next load)."""
+        if self.plan is None:
+            self.start()
+            return
+        try:
+            self._apply_plan(plan_host(self.plan.model_path, self.settings))
+        except ModelChoiceError as exc:
+            self.notify(exc.message_fr, True)
+
     def copy_api_address(self) -> None:
         QGuiApplication.clipboard().setText(self.api_base)
         self.notify(self.tr("Adresse copiée : {0}").replace("{0}", self.api_base), False)
@@ -253,14 +289,12 @@ class HostController(QObject):
 
     def _apply_plan(self, plan: HostPlan) -> None:
         self.plan = plan
+        self._baseline_tps = _measured_tps(plan, self.settings)
         self._plan_inputs = self._current_plan_inputs()
         if self.host is None:
             self.start()
             return
-        from tray_app.host.runner import model_id_for
-
-        self.host.gateway.model_id = model_id_for(plan.model_path)
-        self.host.supervisor.configure(plan.config, plan.ladder)
+        self.host.use_plan(plan)
         self.changed.emit()
 
     def _current_plan_inputs(self) -> tuple:
@@ -307,6 +341,16 @@ class HostController(QObject):
         if self.state in (HostState.READY, HostState.BUSY, HostState.LOADING):
             entries.append(MenuEntry(self.tr("Décharger le modèle"), self.unload))
         return entries
+
+
+def _measured_tps(plan: HostPlan, settings: Settings) -> float | None:
+    """The generation speed « Optimiser » measured with this plan's model, when its settings are in use."""
+    if not plan.tuned:
+        return None
+    from tray_app.benchmark.tuning import load_tuning
+
+    tuning = load_tuning(settings, plan.model_path)
+    return tuning.gen_tps if tuning is not None and tuning.gen_tps > 0 else None
 
 
 def _size(n: int) -> str:

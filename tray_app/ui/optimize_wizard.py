@@ -6,19 +6,19 @@ thread. « Annuler » works at every moment: during the measuring it stops the r
 closes once it is gone; nothing is changed. Only « Appliquer » on the last page writes anything
 (:func:`tray_app.benchmark.saved.apply_result`), then emits :attr:`OptimizeWizard.applied`.
 
-How the tray opens it::
+How the tray opens it (:class:`tray_app.ui.optimize_controller.OptimizeController`)::
 
-    wizard = OptimizeWizard(settings, paths)          # the real engine, on the model of the settings
-    wizard.measuring_started.connect(host_unload_and_hold)   # the measurements need the memory and CPU
-    wizard.measuring_ended.connect(host_release)
-    wizard.applied.connect(restart_host_with_new_settings)
+    wizard = OptimizeWizard(settings, paths, before_measuring=host.wait_until_unloaded)
+    wizard.measuring_started.connect(host.pause_for_optimization)  # the measurements need memory and CPU
+    wizard.measuring_ended.connect(host.resume_after_optimization)
+    wizard.applied.connect(host.apply_optimization)
     wizard.show()
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
@@ -71,8 +71,11 @@ class OptimizeWizard(QWizard):
         paths: AppPaths,
         *,
         engine_factory: EngineFactory | None = None,
+        before_measuring: Callable[[], None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
+        """``before_measuring`` runs in the worker thread after ``measuring_started``, before the first
+        runner starts; it may block (the tray waits there until its own runner has freed the memory)."""
         super().__init__(parent)
         self.settings = settings
         self.paths = paths
@@ -99,7 +102,7 @@ class OptimizeWizard(QWizard):
         self.result_page = ResultPage()
         for page_id, page in enumerate((self.intro, self.machine, self.progress_page, self.result_page)):
             self.setPage(page_id, page)
-        self.job = OptimizeJob(engine_factory or real_engine_factory(settings), self)
+        self.job = OptimizeJob(engine_factory or real_engine_factory(settings), self, before_run=before_measuring)
         self.job.detected.connect(self._on_detected)
         self.job.detection_failed.connect(self.machine.show_error)
         self.job.progress.connect(self._on_progress)
@@ -160,6 +163,10 @@ class OptimizeWizard(QWizard):
                 self.progress_page.show_stopping()
                 self.button(QWizard.WizardButton.CancelButton).setEnabled(False)
             return  # closes when the worker says the runner is gone (_close_now)
+        self._close_now()
+
+    def close_for_exit(self) -> None:
+        """The program quits: stop any measuring (waits for the runner to end) and close."""
         self._close_now()
 
     def _close_now(self) -> None:

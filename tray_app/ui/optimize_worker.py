@@ -58,9 +58,12 @@ class OptimizeWorker(QObject):
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, factory: EngineFactory, cancel: threading.Event) -> None:
+    def __init__(
+        self, factory: EngineFactory, cancel: threading.Event, before_run: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         self._factory = factory
+        self._before_run = before_run
         self._engine: OptimizationEngine | None = None
         self._cancel = cancel
 
@@ -88,6 +91,11 @@ class OptimizeWorker(QObject):
         if self._engine is None:
             self.failed.emit(UNEXPECTED_FR)
             return
+        if self._before_run is not None:
+            try:
+                self._before_run()  # e.g. wait until the tray's own runner has returned its memory
+            except Exception:
+                log.exception("optimisation: preparing the machine failed; measuring anyway")
         try:
             result = self._engine.run(quick=quick, on_progress=self.progress.emit, cancel=self._cancel)
         except BenchmarkCancelled:
@@ -130,13 +138,20 @@ class OptimizeJob(QObject):
     _detect = Signal()
     _run = Signal(bool)
 
-    def __init__(self, factory: EngineFactory, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        factory: EngineFactory,
+        parent: QObject | None = None,
+        *,
+        before_run: Callable[[], None] | None = None,
+    ) -> None:
+        """``before_run`` is called in the worker's thread just before the measurements (it may block)."""
         super().__init__(parent)
         self.cancel_event = threading.Event()
         self.running = False  # a benchmark is under way (between start() and its last signal)
         self.thread = QThread()
         self.thread.setObjectName("desktop-mate-optimize")
-        self.worker = OptimizeWorker(factory, self.cancel_event)
+        self.worker = OptimizeWorker(factory, self.cancel_event, before_run)
         self.worker.moveToThread(self.thread)
         self._detect.connect(self.worker.detect)
         self._run.connect(self.worker.run)

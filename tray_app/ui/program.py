@@ -1,6 +1,7 @@
 """The running tray program: the icon and its parts (model host, monitor, avatar) wired together.
 
-Each part is a small controller with its own menu section; this module only connects their signals.
+Each part is a small controller with its own menu section (model, « Optimiser… », gauges and alerts,
+avatar); this module only connects their signals.
 Nothing slow happens here: the model loads on the first request (in the runner process), NVML opens in
 the monitor's thread, pyqtgraph loads when the gauges window is first opened.
 """
@@ -24,6 +25,7 @@ from tray_app.ui.menu_entries import MenuEntry
 from tray_app.ui.monitor_menu import monitor_entries
 from tray_app.ui.monitor_status import icon_state, tooltip_summary
 from tray_app.ui.monitor_worker import MonitorService, live_monitor_service
+from tray_app.ui.optimize_controller import OptimizeController
 from tray_app.ui.tray import TrayController, TrayStatus
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,19 @@ class TrayProgram(QObject):
         notify = lambda text, warning=False: self.tray.notify(text, warning=warning)  # noqa: E731
         self.host = HostController(settings, paths, notify)
         self.avatar = AvatarController(settings, notify)
+        self.optimize = OptimizeController(settings, paths, self.host, notify)
         self.monitor: MonitorService = live_monitor_service(settings, host_metrics=self.host.host_metrics)
         self.gauges = None  # GaugesWindow, created on first open (pyqtgraph loads then)
         self._alert_state: AlertState | None = None
         self._tooltip = ""
 
-        self.tray.sections += [self.host.entries, self._monitor_entries, self.avatar.entries]
+        self.tray.sections += [self.host.entries, self.optimize.entries, self._monitor_entries, self.avatar.entries]
         self.tray.settings_changed.connect(self._on_settings_changed)
         self.host.changed.connect(self._refresh)
         self.host.models_found.connect(self.host.set_models)
         self.host.monitor_event.connect(self.monitor.push_host_event)
         self.avatar.state_changed.connect(lambda _state: self.tray.rebuild_menu())
+        self.optimize.advice_changed.connect(self.tray.rebuild_menu)
         self.monitor.notification.connect(
             lambda kind, text: self.tray.notify(text, warning=NotificationKind(kind).is_warning)
         )
@@ -65,8 +69,10 @@ class TrayProgram(QObject):
         self.monitor.start()
         self._refresh()
         self.tray.show()
+        self.optimize.start()
 
     def stop(self) -> None:
+        self.optimize.stop()
         self.monitor.stop()
         self.avatar.stop()
         self.host.stop()
