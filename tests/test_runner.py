@@ -103,6 +103,10 @@ def test_missing_and_non_gguf_files_fail_fast_in_french(tmp_path):
         (1, ["ModuleNotFoundError: No module named 'llama_cpp'"], FailureKind.ENGINE),
         (-9, ["INFO: Uvicorn running"], FailureKind.CRASHED),
         (0xC0000005, [], FailureKind.CRASHED),
+        (1, ["llama_init_from_model: quantized V cache requires flash_attn to be enabled",
+             'ValueError: Failed to create llama_context'], FailureKind.REFUSED),
+        (1, ["llama_kv_cache: failed to allocate buffer for kv cache", 'ValueError: Failed to create llama_context'],
+         FailureKind.OUT_OF_MEMORY),
         (1, ["something else"], FailureKind.UNKNOWN),
     ],
 )
@@ -179,6 +183,16 @@ def test_a_truncated_model_fails_with_a_french_reason(tiny_gguf, tmp_path):
     assert failure.value.kind is FailureKind.MODEL_FILE
     assert "abîmé" in failure.value.message_fr
     assert runner.pid is not None and wait_gone(runner.pid)
+
+
+def test_settings_llama_cpp_refuses_end_cleanly_and_are_not_a_crash(tiny_gguf):
+    runner = Runner(RunnerConfig(str(tiny_gguf), n_ctx=512, type_k="f16", type_v="q8_0", flash_attn=False))
+    with pytest.raises(RunnerError) as failure:
+        runner.load(timeout=60)
+    assert failure.value.kind is FailureKind.REFUSED and failure.value.kind.plan_may_help
+    assert "requires flash_attn" in failure.value.detail
+    assert runner.returncode == 1  # the traceback, then a clean exit: no abort at interpreter shutdown
+    assert not any("Fatal Python error" in line for line in runner.output_tail(80))
 
 
 def test_a_load_timeout_kills_the_runner(tiny_gguf):

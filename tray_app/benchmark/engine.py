@@ -213,7 +213,7 @@ class RunnerMeasurer:
                     if result.tokens == 0 and runner.alive:
                         # An error event in the stream; the same request unstreamed says which (context?).
                         count_prompt_tokens(endpoint, conversation(variant), w.request_timeout_s)
-                    return self._incomplete(runner, result.tokens)
+                    return self._incomplete(runner, result.tokens, result.error)
                 gen.append(result.tokens_per_s)
                 ttft.append(result.ttft_s)
                 reading = max(1e-3, result.ttft_s - 1.0 / result.tokens_per_s)
@@ -237,10 +237,10 @@ class RunnerMeasurer:
         )
 
     # -- failures ---------------------------------------------------------------------------------
-    def _incomplete(self, runner: Runner, tokens: int) -> Measurement:
+    def _incomplete(self, runner: Runner, tokens: int, error: str = "") -> Measurement:
         if not runner.alive:
-            return self._runner_died(runner, f"runner ended during a request ({tokens} tokens)")
-        log.info("incomplete answer (%d tokens) with %s", tokens, runner.config.to_dict())
+            return self._runner_died(runner, f"runner ended during a request ({tokens} tokens) {error}".strip())
+        log.info("incomplete answer (%d tokens%s) with %s", tokens, f": {error}" if error else "", runner.config.to_dict())
         return Measurement.failed("request", INCOMPLETE_FR)
 
     def _failed_request(self, runner: Runner, exc: Exception) -> Measurement:

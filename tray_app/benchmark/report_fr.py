@@ -216,6 +216,7 @@ def frequency_drop(measured: list[Measurement]) -> float | None:
 FAILURE_SHORT_FR = {
     "out_of_memory": "mémoire insuffisante",
     "crashed": "arrêt brutal",
+    "refused": "réglage refusé par le moteur",
     "unsafe": "carte graphique trop pleine",
     "timeout": "chargement trop long",
     "request": "réponse incomplète",

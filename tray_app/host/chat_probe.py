@@ -24,6 +24,7 @@ class ChatProbeResult:
     tokens_per_s: float | None
     total_s: float
     complete: bool  # the stream ended with [DONE] and no error event
+    error: str = ""  # the error event's message when the stream carried one
 
 
 class ChatProbeError(Exception):
@@ -77,4 +78,6 @@ def stream_chat(
         total = time.perf_counter() - started
     finally:
         conn.close()
-    return ChatProbeResult(acc.text, acc.tokens, acc.ttft_s, acc.tokens_per_s, total, acc.done and not acc.error)
+    return ChatProbeResult(
+        acc.text, acc.tokens, acc.ttft_s, acc.tokens_per_s, total, acc.done and not acc.error, acc.error
+    )

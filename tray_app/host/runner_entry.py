@@ -9,12 +9,18 @@ load a second copy. The parent keeps the write end of this process's stdin open 
 parent dies the OS closes it, the read below returns end-of-file and the runner exits at once. The parent
 also stops the runner this way (cross-platform, no signal needed). Everything else is llama_cpp.server,
 unchanged: ``runpy.run_module`` is exactly what ``-m`` does.
+
+The process always ends through ``os._exit`` with the server's exit status (1 after an uncaught exception,
+whose traceback is printed first): a normal interpreter shutdown would abort with "Fatal Python error:
+_enter_buffered_busy" while the watchdog thread is blocked reading stdin, and the parent would read a
+refused setting as a crash.
 """
 
 import os
 import runpy
 import sys
 import threading
+import traceback
 
 
 def _exit_when_parent_goes() -> None:
@@ -53,7 +59,30 @@ def main() -> None:
         sys.path.pop(0)  # our folder's modules must not shadow anything the server imports
     threading.Thread(target=_exit_when_parent_goes, name="parent-watchdog", daemon=True).start()
     sys.argv[0] = "llama_cpp.server"
-    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+    code = 0
+    try:
+        runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    except BaseException:  # noqa: BLE001 — printed for the parent, which classifies the failure
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # SystemExit("message"): Python prints it and exits with 1
+    return 1
 
 
 if __name__ == "__main__":

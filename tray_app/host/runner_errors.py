@@ -19,13 +19,16 @@ class FailureKind(str, Enum):
     TIMEOUT = "timeout"  # not ready within the load timeout
     PORT = "port"  # its private port was taken meanwhile: retried on another port, same plan
     ENGINE = "engine"  # llama-cpp-python missing or broken: reinstall
+    REFUSED = "refused"  # llama.cpp refused these settings (a quantised V cache without flash attention…)
     CANCELLED = "cancelled"  # stopped on purpose while loading
     UNKNOWN = "unknown"
 
     @property
     def plan_may_help(self) -> bool:
         """True when a smaller memory plan (fewer GPU layers, shorter context, CPU) may succeed."""
-        return self in (FailureKind.OUT_OF_MEMORY, FailureKind.CRASHED, FailureKind.TIMEOUT, FailureKind.UNKNOWN)
+        return self in (
+            FailureKind.OUT_OF_MEMORY, FailureKind.CRASHED, FailureKind.TIMEOUT, FailureKind.REFUSED, FailureKind.UNKNOWN
+        )
 
 
 MESSAGES_FR: dict[FailureKind, str] = {
@@ -43,6 +46,7 @@ MESSAGES_FR: dict[FailureKind, str] = {
     FailureKind.ENGINE: (
         "Le moteur du modèle (llama-cpp-python) est absent ou abîmé. Réinstallez le programme."
     ),
+    FailureKind.REFUSED: "Le moteur du modèle n'accepte pas ces réglages sur cet ordinateur.",
     FailureKind.CANCELLED: "Le chargement du modèle a été annulé.",
     FailureKind.UNKNOWN: "Le moteur du modèle s'est arrêté pendant le chargement.",
 }
@@ -68,6 +72,8 @@ _PATTERNS: tuple[tuple[FailureKind, re.Pattern[str]], ...] = tuple(
         (FailureKind.MODEL_UNSUPPORTED, r"unknown model architecture|unsupported model architecture"),
         (FailureKind.OUT_OF_MEMORY, r"out of memory|cudaMalloc failed|failed to allocate|unable to allocate|ErrorOutOfDeviceMemory|std::bad_alloc|MemoryError"),
         (FailureKind.MODEL_FILE, r"invalid magic|not within the file bounds|corrupted or incomplete|failed to read|gguf_init_from_file|tensor .* has wrong shape|wrong number of tensors|Model path does not exist"),
+        # after out-of-memory: a KV cache that does not fit also ends in "Failed to create llama_context"
+        (FailureKind.REFUSED, r"requires flash_attn|flash_attn is not (compatible|supported)|Failed to create llama_context"),
     )
 )
 
