@@ -31,6 +31,7 @@ CPUS = os.cpu_count() or 1
 def test_plan_without_optimisation_is_the_memory_plan(tiny_gguf: Path, settings: Settings):
     plan = plan_host(tiny_gguf, settings)
     assert not plan.tuned and plan.cpu_affinity == () and not plan.config.flash_attn
+    assert plan.measured_gen_tps is None
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="thread affinity is read through Linux")
@@ -38,6 +39,7 @@ def test_the_host_runs_the_applied_settings_and_pins_the_runner(tiny_gguf: Path,
     apply_result(replace(make_result(tiny_gguf), best_affinity=(0,)), settings, app_paths())
     plan = plan_host(tiny_gguf, settings)
     assert plan.tuned and plan.cpu_affinity == (0,)
+    assert plan.measured_gen_tps == pytest.approx(62.5)  # the gauges tell a collapse from this speed
     assert plan.config.flash_attn and plan.config.n_threads == min(6, CPUS)
     assert plan.config.n_gpu_layers == 0  # measured with a GPU this machine has not: stays on the CPU
     assert plan.explanation_fr.endswith("Réglages mesurés par « Optimiser » appliqués.")
@@ -126,6 +128,7 @@ def test_first_start_proposes_optimiser_once_then_the_wizard_pauses_the_host(qtb
         config = program.host.host.supervisor.base_config
         assert config.n_threads == min(6, CPUS) and config.model_path == str(tiny_gguf)
         assert program.host.plan.tuned
+        assert program.host.host_metrics().baseline_tokens_per_second == pytest.approx(62.5)
         assert any("Réglages optimisés appliqués" in n for n in program.notes)
         qtbot.waitUntil(lambda: program.optimize.wizard is None, timeout=5000)
         status, _, body = call(port, "POST", "/v1/chat/completions",

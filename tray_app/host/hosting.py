@@ -47,6 +47,7 @@ class HostPlan:
     plan: Any = None  # the MemoryPlan when the planner made it
     cpu_affinity: tuple[int, ...] = ()  # logical CPUs « Optimiser » pinned the runner to; () for none
     tuned: bool = False  # the configuration includes the settings « Optimiser » applied
+    measured_gen_tps: float | None = None  # generation speed « Optimiser » measured with them
 
 
 def setting(settings: Any, key: str, default: Any) -> Any:
@@ -133,6 +134,7 @@ def _with_tuning(base: HostPlan, settings: Any, free_vram: int | None) -> HostPl
         explanation_fr=f"{base.explanation_fr} Réglages mesurés par « Optimiser » appliqués.",
         cpu_affinity=tuning.cpu_affinity,
         tuned=True,
+        measured_gen_tps=tuning.gen_tps if tuning.gen_tps > 0 else None,
     )
 
 

@@ -70,7 +70,6 @@ class HostController(QObject):
         self._protecting = False  # protection asked to unload when idle (keep-alive 0 until then)
         self._safer_config: RunnerConfig | None = None  # protection: used from the next load
         self._plan_inputs = self._current_plan_inputs()
-        self._baseline_tps: float | None = None  # generation speed « Optimiser » measured for this model
         self._event_from_host.connect(self._on_host_event, Qt.ConnectionType.QueuedConnection)
 
     # -- life ------------------------------------------------------------------------------------
@@ -79,7 +78,6 @@ class HostController(QObject):
         try:
             model = choose_model(None, self.settings)
             self.plan = plan_host(model, self.settings)
-            self._baseline_tps = _measured_tps(self.plan, self.settings)
         except ModelChoiceError as exc:
             self._set(HostState.ERROR, exc.message_fr)
             self.notify(exc.message_fr, True)
@@ -150,7 +148,7 @@ class HostController(QObject):
         return HostMetrics(
             runner_pid=runner,
             tokens_per_second=last.tokens_per_s if last is not None else None,
-            baseline_tokens_per_second=self._baseline_tps,
+            baseline_tokens_per_second=self.plan.measured_gen_tps if self.plan is not None else None,
             model_loaded=state in (HostState.READY, HostState.BUSY),
         )
 
@@ -225,7 +223,7 @@ class HostController(QObject):
     def pause_for_optimization(self) -> None:
         """The wizard starts measuring: the model leaves the memory; requests wait for the end."""
         if self.host is not None:
-            self._unload_asked = True
+            self._unload_asked = self.state is not HostState.IDLE  # not an idle unload: not announced
             self.host.supervisor.pause(OPTIMIZING_FR)
             self.changed.emit()
 
@@ -289,7 +287,6 @@ class HostController(QObject):
 
     def _apply_plan(self, plan: HostPlan) -> None:
         self.plan = plan
-        self._baseline_tps = _measured_tps(plan, self.settings)
         self._plan_inputs = self._current_plan_inputs()
         if self.host is None:
             self.start()
@@ -341,16 +338,6 @@ class HostController(QObject):
         if self.state in (HostState.READY, HostState.BUSY, HostState.LOADING):
             entries.append(MenuEntry(self.tr("Décharger le modèle"), self.unload))
         return entries
-
-
-def _measured_tps(plan: HostPlan, settings: Settings) -> float | None:
-    """The generation speed « Optimiser » measured with this plan's model, when its settings are in use."""
-    if not plan.tuned:
-        return None
-    from tray_app.benchmark.tuning import load_tuning
-
-    tuning = load_tuning(settings, plan.model_path)
-    return tuning.gen_tps if tuning is not None and tuning.gen_tps > 0 else None
 
 
 def _size(n: int) -> str:
