@@ -1,4 +1,5 @@
-"""Numbers as a French reader expects them: « 4,1 Go », « 512 Mo », « 8 192 »."""
+"""Numbers as a French reader expects them: « 4,1 Go », « 512 Mo », « 8 192 »; and wrapped sentences that
+never leave a « or a : alone at the start or end of a line."""
 
 from __future__ import annotations
 
@@ -17,3 +18,17 @@ def size_fr(n_bytes: int | float) -> str:
 def int_fr(n: int) -> str:
     """An integer with a space between thousands: 8192 gives « 8 192 »."""
     return f"{n:,}".replace(",", " ")
+
+
+NBSP = "\u00a0"
+
+
+def no_break_fr(text: str) -> str:
+    """``text`` with no-break spaces where French typography puts a space: inside « », before : ; ? !.
+
+    For texts that Qt wraps (notifications, message boxes), so « Optimiser » never breaks after the «.
+    """
+    for plain, kept in (("« ", "«" + NBSP), (" »", NBSP + "»"), (" :", NBSP + ":"), (" ;", NBSP + ";"),
+                        (" ?", NBSP + "?"), (" !", NBSP + "!")):
+        text = text.replace(plain, kept)
+    return text

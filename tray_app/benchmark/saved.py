@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 # What the tray says at the very first start (a notification or a question with « Optimiser… »).
 FIRST_RUN_OFFER_FR = (
-    "Le programme peut mesurer cet ordinateur et choisir les réglages les plus rapides pour le modèle "
-    "(environ une minute). Lancer « Optimiser » maintenant ?"
+    "Desktop-Mate peut mesurer cet ordinateur et choisir les réglages qui font répondre votre avatar le "
+    "plus vite (environ une minute). Lancer « Optimiser » maintenant ?"
 )
 RESULTS_FILE = "optimisation.json"
 RESULTS_VERSION = 1

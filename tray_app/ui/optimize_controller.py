@@ -30,6 +30,7 @@ from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.host_controller import HostController
 from tray_app.ui.menu_entries import MenuEntry
+from tray_app.units_fr import no_break_fr
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,10 @@ class OptimizeController(QObject):
     def offer(self) -> None:
         """The first-start question; asked once whatever the answer (``optimize_offered``)."""
         mark_optimization_offered(self.settings)
-        box = QMessageBox(QMessageBox.Icon.Question, APP_DISPLAY_NAME, FIRST_RUN_OFFER_FR)
-        box.setInformativeText(
-            self.tr("Vous pourrez le faire plus tard depuis le menu de l'icône : « Optimiser… ».")
-        )
+        box = QMessageBox(QMessageBox.Icon.Question, APP_DISPLAY_NAME, no_break_fr(FIRST_RUN_OFFER_FR))
+        box.setInformativeText(no_break_fr(
+            self.tr("Vous pourrez aussi le faire plus tard : menu de l'icône, « Optimiser… ».")
+        ))
         go = box.addButton(self.tr("Optimiser…"), QMessageBox.ButtonRole.AcceptRole)
         box.addButton(self.tr("Plus tard"), QMessageBox.ButtonRole.RejectRole)
         box.setDefaultButton(go)

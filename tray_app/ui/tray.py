@@ -21,6 +21,7 @@ from tray_app.ui.fallback_window import FallbackWindow
 from tray_app.ui.icons import IconState, app_icon, state_icon
 from tray_app.ui.menu_entries import MenuEntry, fill_menu
 from tray_app.ui.settings_dialog import SettingsDialog
+from tray_app.units_fr import no_break_fr
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class TrayController(QObject):
 
     def notify(self, text: str, *, warning: bool = False) -> None:
         """A short message from the icon (or a dialog box in the fallback window)."""
+        text = no_break_fr(text)
         if self.tray is not None and QSystemTrayIcon.supportsMessages():
             icon = QSystemTrayIcon.MessageIcon.Warning if warning else QSystemTrayIcon.MessageIcon.Information
             self.tray.showMessage(APP_DISPLAY_NAME, text, icon, 8000)
