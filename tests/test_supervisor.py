@@ -382,3 +382,30 @@ def test_pause_unloads_refuses_requests_in_french_and_resume_loads_again(tiny_co
         assert sup.status().pid is None
     finally:
         sup.close()
+
+
+def test_a_pause_lets_the_answer_being_written_end_before_unloading(tiny_config):
+    sup = Supervisor(tiny_config, keep_alive_s=-1)
+    ended: list[float] = []
+    try:
+        sup.acquire(timeout=60)
+        pid = sup.status().pid
+        answering = threading.Event()
+
+        def answer() -> None:
+            with sup.generating():
+                answering.set()
+                time.sleep(1.5)  # the answer still streaming when the pause comes
+                ended.append(time.monotonic())
+            sup.release()
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        answering.wait(5)
+        sup.pause("Pause.", wait=True)
+        gone_at = time.monotonic()
+        thread.join(5)
+        assert ended and ended[0] <= gone_at  # unloaded only after the answer ended
+        assert wait_gone(pid) and sup.status().pid is None
+    finally:
+        sup.close()

@@ -19,8 +19,9 @@ Failure memory: a configuration that failed (load error, timeout, crash) is neve
 cannot fix (bad model file, engine missing) goes straight to « Erreur ».
 
 Pause (:meth:`pause` / :meth:`resume`): while another part of the program needs the machine to itself
-(« Optimiser » measures with its own runners), the model is unloaded and requests are refused with the
-pause's French message and a retry delay; nothing loads until :meth:`resume`.
+(« Optimiser » measures with its own runners), new requests are refused with the pause's French message
+and a retry delay, the model is unloaded once the answer being written (if any) has ended, and nothing
+loads until :meth:`resume`.
 
 Keep-alive (``keep_alive_s``): ``> 0`` unload after that many seconds without a request; ``0`` unload as
 soon as no request uses or waits for the model; ``< 0`` (``-1``) never unload.
@@ -59,6 +60,7 @@ RunnerFactory = Callable[..., Runner]
 DEFAULT_KEEP_ALIVE_S = 300.0
 CRASH_POLL_S = 1.0
 PAUSE_RETRY_S = 30.0  # the Retry-After given to clients while paused
+PAUSE_FINISH_ANSWER_S = 120.0  # a pause lets an answer being written end first, up to this long
 IDLE_MESSAGE = "Le modèle n'est pas en mémoire : il se chargera à la première demande."
 RELOAD_NOTE = "il se rechargera à la prochaine demande."
 
@@ -180,15 +182,19 @@ class Supervisor:
         self._cancel_load.set()
         self._post(_Command("configure", config=config, ladder=ladder))
 
-    def pause(self, message_fr: str, *, wait: bool = False, timeout: float = 30.0) -> None:
-        """Unload and refuse requests (``HostUnavailable(message_fr)``) until :meth:`resume`.
+    def pause(self, message_fr: str, *, wait: bool = False, timeout: float = 150.0) -> None:
+        """Refuse new requests (``HostUnavailable(message_fr)``) until :meth:`resume`, and unload once the
+        answers being written have ended (at most :data:`PAUSE_FINISH_ANSWER_S`; a load is cancelled).
 
         With ``wait``, return once the runner is gone (its memory returned), or after ``timeout``.
         """
         with self._cond:
             self._paused = message_fr
             self._cond.notify_all()  # requests waiting for a load give up with the pause's message
-        self.unload(wait=wait, timeout=timeout)
+        self._cancel_load.set()
+        cmd = self._post(_Command("pause"))
+        if wait:
+            cmd.done.wait(timeout)
 
     def resume(self) -> None:
         """End the pause: the model loads again at the next request."""
@@ -341,6 +347,9 @@ class Supervisor:
         if cmd.name == "load":
             self._load()
         elif cmd.name == "unload":
+            self._stop_runner(f"Le modèle a quitté la mémoire ; {RELOAD_NOTE}")
+        elif cmd.name == "pause":
+            self._let_answers_end(PAUSE_FINISH_ANSWER_S)
             self._stop_runner(f"Le modèle a quitté la mémoire ; {RELOAD_NOTE}")
         elif cmd.name == "restart":
             self._stop_runner(None)
@@ -512,6 +521,15 @@ class Supervisor:
         log.error("runner %s died while serving (%s): %s", runner.pid, kind.value, detail)
         if self._step_down(runner.config, RunnerError(kind, detail=detail)):
             self._load()
+
+    def _let_answers_end(self, timeout: float) -> None:
+        """Wait (worker thread) until no answer is being generated, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._generating > 0 and not self._closed and (remaining := deadline - time.monotonic()) > 0:
+                self._cond.wait(remaining)
+            if self._generating > 0 and not self._closed:
+                log.warning("pause: an answer still running after %.0f s is cut", timeout)
 
     def _unload_if_idle(self) -> None:
         with self._cond:

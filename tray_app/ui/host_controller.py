@@ -221,14 +221,16 @@ class HostController(QObject):
 
     # -- « Optimiser » ---------------------------------------------------------------------------
     def pause_for_optimization(self) -> None:
-        """The wizard starts measuring: the model leaves the memory; requests wait for the end."""
+        """The wizard starts measuring: new requests are refused (retry later), the model leaves the memory
+        once the answer being written, if any, has ended."""
         if self.host is not None:
             self._unload_asked = self.state is not HostState.IDLE  # not an idle unload: not announced
             self.host.supervisor.pause(OPTIMIZING_FR)
             self.changed.emit()
 
-    def wait_until_unloaded(self, timeout: float = 30.0) -> None:
-        """Block (in the wizard's worker thread) until the runner has gone: its memory is needed."""
+    def wait_until_unloaded(self, timeout: float = 150.0) -> None:
+        """Block (in the wizard's worker thread) until the runner has gone: its memory is needed. An
+        answer being written when the pause began is let finish first (see ``Supervisor.pause``)."""
         if self.host is not None:
             self.host.supervisor.unload(wait=True, timeout=timeout)
 
