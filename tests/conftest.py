@@ -79,19 +79,29 @@ def free_port() -> int:
 
 def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     """True once process ``pid`` has ended (or is a zombie waiting for its parent) within ``timeout``."""
+    return wait_all_gone([pid], timeout)
+
+
+def wait_all_gone(pids: list[int], timeout: float = 5.0) -> bool:
+    """True once every process of ``pids`` has ended (or is a zombie), all within one ``timeout``."""
     import time
 
     import psutil
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.02)
-    return False
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):

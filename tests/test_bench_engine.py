@@ -20,23 +20,9 @@ from tray_app.benchmark.workload import Workload, conversation
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.host.runner_config import RunnerConfig
 
+from .conftest import wait_all_gone
+
 SMALL = Workload(repetitions=2, max_tokens=16, warmup_tokens=4)
-
-
-def all_gone(pids: list[int], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def measurer(model: Path, **kwargs) -> RunnerMeasurer:
@@ -65,7 +51,7 @@ def test_one_configuration_measured_in_its_own_runner(tiny_gguf: Path):
     assert result.peak_vram is None  # no GPU here
     assert result.load_s and result.wall_s > result.load_s
     assert details[0] == "Chargement du modèle" and details[-1] == "Mesure 2 sur 2"
-    assert all_gone(m.last_runner_pids)
+    assert wait_all_gone(m.last_runner_pids)
 
 
 def test_a_crashing_configuration_is_unstable_and_the_run_goes_on(tiny_gguf: Path):
@@ -80,7 +66,7 @@ def test_a_crashing_configuration_is_unstable_and_the_run_goes_on(tiny_gguf: Pat
     assert crashed[0].measurement.failure_fr  # French, for the details table
     assert outcome.best.point.get("attention") == "f16" and outcome.best_measurement.stable
     assert outcome.trials[-1].control  # measured on after the crash
-    assert all_gone(m.last_runner_pids)
+    assert wait_all_gone(m.last_runner_pids)
 
 
 def test_cancel_during_a_request_stops_the_runner(tiny_gguf: Path):
@@ -96,7 +82,7 @@ def test_cancel_during_a_request_stops_the_runner(tiny_gguf: Path):
     with pytest.raises(BenchmarkCancelled):
         m.measure_config(m.base)
     assert time.monotonic() - started < 30
-    assert m.last_runner_pids and all_gone(m.last_runner_pids, timeout=1.0)
+    assert m.last_runner_pids and wait_all_gone(m.last_runner_pids, timeout=1.0)
 
 
 def test_cancel_while_loading_stops_the_runner(tiny_gguf: Path):
@@ -114,7 +100,7 @@ def test_cancel_while_loading_stops_the_runner(tiny_gguf: Path):
         mp.setattr("tray_app.host.runner.Runner.start", start_and_cancel)
         with pytest.raises(BenchmarkCancelled):
             m.measure_config(m.base)
-    assert pids and all_gone(pids, timeout=1.0)
+    assert pids and wait_all_gone(pids, timeout=1.0)
 
 
 def test_a_truncated_model_stops_the_whole_benchmark_in_french(tiny_gguf: Path, tmp_path: Path):
@@ -125,7 +111,7 @@ def test_a_truncated_model_stops_the_whole_benchmark_in_french(tiny_gguf: Path, 
     with pytest.raises(BenchmarkError) as info:
         m.measure_config(m.base)
     assert "modèle" in info.value.message_fr
-    assert all_gone(m.last_runner_pids)
+    assert wait_all_gone(m.last_runner_pids)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity checked with sched_getaffinity")
@@ -160,7 +146,7 @@ def test_a_context_too_short_for_the_conversation_stops_in_french(tiny_gguf: Pat
     with pytest.raises(BenchmarkError) as info:
         m.measure_config(m.base)
     assert "Mémoire de conversation" in info.value.message_fr
-    assert all_gone(m.last_runner_pids)
+    assert wait_all_gone(m.last_runner_pids)
 
 
 def test_a_clearly_slower_configuration_is_not_measured_further(tiny_gguf: Path):
@@ -178,4 +164,4 @@ def test_a_request_past_its_time_limit_stops_the_configuration(tiny_gguf: Path):
     assert not result.stable and result.failure_kind == "slow"
     assert "trop lent" in result.failure_fr
     assert time.monotonic() - started < 20
-    assert all_gone(m.last_runner_pids)
+    assert wait_all_gone(m.last_runner_pids)
