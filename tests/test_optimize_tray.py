@@ -193,3 +193,18 @@ def test_the_offer_can_be_declined(qtbot, tiny_gguf, settings):
         assert Settings.load(app_paths().settings_file).get("optimize_offered") is True
     finally:
         program.stop()
+
+
+def test_the_measuring_engine_loads_with_the_wizard_not_at_start_up():
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    code = (
+        "import sys; import tray_app.ui.program; "
+        "print(sorted(m for m in ('tray_app.benchmark.engine', 'tray_app.benchmark.search', "
+        "'tray_app.benchmark.result', 'tray_app.ui.optimize_wizard') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,7 +17,20 @@ with real runner processes), ``sampler`` (memory peaks, contention, throttling),
 it together), ``report_fr`` (French wording), ``tuning``/``saved``/``identity`` (applying and keeping it).
 """
 
-from tray_app.benchmark.engine import BenchmarkError
-from tray_app.benchmark.search import BenchmarkCancelled
+from typing import Any
 
 __all__ = ["BenchmarkCancelled", "BenchmarkError"]
+
+
+def __getattr__(name: str) -> Any:
+    """The two exceptions, imported when asked for: the tray imports ``saved`` and ``tuning`` at start-up
+    and must not pay for the measuring engine (``engine``, ``search``, ``statistics``…) it may never use."""
+    if name == "BenchmarkError":
+        from tray_app.benchmark.engine import BenchmarkError
+
+        return BenchmarkError
+    if name == "BenchmarkCancelled":
+        from tray_app.benchmark.search import BenchmarkCancelled
+
+        return BenchmarkCancelled
+    raise AttributeError(name)

@@ -15,12 +15,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tray_app.benchmark.identity import MachineIdentity, changes_fr, current_identity
-from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.tuning import SETTING_KEY, Tuning, load_tuning, tuning_from_result
 from tray_app.paths import AppPaths
+
+if TYPE_CHECKING:  # the tray imports this module at start-up; the results' classes load with the wizard
+    from tray_app.benchmark.result import OptimizationResult
 
 log = logging.getLogger(__name__)
 
