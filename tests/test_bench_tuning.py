@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tray_app.benchmark.identity import changes_fr
-from tray_app.benchmark.report_fr import describe_change_fr, describe_point_fr, headline_fr, notes_fr
+from tray_app.benchmark.report_fr import (
+    describe_change_fr,
+    describe_point_fr,
+    first_word_fr,
+    headline_fr,
+    notes_fr,
+    seconds_fr,
+)
 from tray_app.benchmark.saved import (
     apply_result,
     mark_optimization_offered,
@@ -164,13 +171,63 @@ def test_every_headline_story(model: Path):
 
     result = make_result(model)
     sooner = replace(result, after=measurement(51.5, 0.6))
-    assert headline_fr(sooner) == "Réponses qui commencent 50 % plus tôt : premier mot après 0,6 s au lieu de 1,2 s."
+    assert headline_fr(sooner) == (
+        "Réponses qui commencent 50 % plus tôt : premier mot après 600 ms au lieu de 1,20 s."
+    )
     small = replace(result, after=measurement(52.0, 1.2))
-    assert headline_fr(small) == "Gain faible : 34 mots/seconde au lieu de 33, dans la marge de mesure."
+    assert headline_fr(small).startswith("Vos réglages actuels sont déjà les bons")
     lighter = replace(small, after=replace(measurement(52.0, 1.2), peak_vram=1500 << 20))
     assert headline_fr(lighter).endswith("avec des réglages qui prennent moins de mémoire.")
     failed = replace(result, start_failed=True, before=result.after)
     assert headline_fr(failed).startswith("Vos réglages actuels ne fonctionnaient pas")
+
+
+def test_first_words_tens_of_milliseconds_apart_read_differently(model: Path):
+    from dataclasses import replace
+
+    from .bench_fakes import measurement
+
+    result = make_result(model)
+    sooner = replace(result, before=measurement(51.0, 0.045), after=measurement(51.5, 0.030))
+    assert headline_fr(sooner) == "Réponses qui commencent 33 % plus tôt : premier mot après 30 ms au lieu de 45 ms."
+    faster = replace(result, before=measurement(51.0, 0.045), after=measurement(62.5, 0.030))
+    assert first_word_fr(faster) == (
+        "Premier mot après 30 ms au lieu de 45 ms pour une conversation comme celle de l'essai."
+    )
+    assert [seconds_fr(s) for s in (0.0004, 0.85, 1.0, 1.254, 9.99, 42.0)] == [
+        "0 ms", "850 ms", "1,00 s", "1,25 s", "9,99 s", "42 s"
+    ]
+
+
+def test_a_gain_within_the_noise_or_that_prints_the_same_is_not_announced(model: Path):
+    from dataclasses import replace
+
+    from .bench_fakes import measurement
+
+    result = make_result(model)  # noise thresholds: 3 % for generation, 5 % for the first word
+    within_noise = replace(result, before=measurement(51.0, 1.2), after=measurement(52.0, 1.16))
+    same_print = replace(result, before=measurement(51.0, 0.0004), after=measurement(51.0, 0.0003))
+    same_words = replace(result, before=measurement(1.0, 1.2), after=measurement(1.2, 1.2))  # 0,65 → 0,78 words/s
+    for story in (within_noise, same_print, same_words):
+        headline = headline_fr(story)
+        assert headline.startswith("Vos réglages actuels sont déjà les bons"), headline
+        assert "plus tôt" not in headline and "plus rapides" not in headline
+
+
+def test_a_first_word_that_prints_the_same_keeps_todays_settings(model: Path, settings: Settings):
+    from tray_app.benchmark.optimizer import KEPT_FR, Optimizer
+    from tray_app.benchmark.search import SearchOutcome, Trial
+
+    from .bench_fakes import make_summary, measurement
+
+    engine = Optimizer(model, settings)
+    engine._summary = make_summary(model)
+    start, moved = Trial(1, START, measurement(50.0, 0.0004)), Trial(2, BEST, measurement(50.0, 0.0003))
+    outcome = SearchOutcome("coordinate", START, [start, moved], best=moved, best_measurement=moved.measurement,
+                            start_measurement=start.measurement)
+    result = engine._result(engine._summary, outcome, "coordinate", quick=True)  # 25 % sooner: « 0 ms » both
+    assert result.best_point == START and not result.improved and KEPT_FR in result.notes_fr
+    assert headline_fr(result).startswith("Vos réglages actuels sont déjà les meilleurs")
 
 
 def test_a_winner_not_clearly_better_once_measured_again_is_not_applied(model: Path, settings: Settings):

@@ -50,7 +50,7 @@ def test_pages_then_apply_saves_the_settings(qtbot, model: Path, settings: Setti
     qtbot.waitUntil(lambda: wizard.currentId() == RESULT, timeout=10000)
     page = wizard.result_page
     assert page.headline.text() == "Réponses 23 % plus rapides : 41 mots/seconde au lieu de 33."
-    assert page.first_word.text().startswith("Premier mot après 0,8 s au lieu de 1,2 s")
+    assert page.first_word.text().startswith("Premier mot après 800 ms au lieu de 1,20 s")
     assert "repassera en « Automatique »" in page.apply_hint.text()
     assert page.table.rowCount() == 5
     assert page.table.item(3, 5).text() == "écarté : mémoire insuffisante"

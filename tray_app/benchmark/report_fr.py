@@ -42,8 +42,16 @@ def num_fr(value: float, decimals: int = 0) -> str:
 
 
 def seconds_fr(seconds: float) -> str:
+    """« 45 ms », « 1,25 s », « 40 s », « 3 min »: enough digits that two different delays read differently.
+
+    Below one second in milliseconds (a first word comes after tens or hundreds of them), then in seconds
+    with two decimals up to ten seconds.
+    """
+    milliseconds = round(seconds * 1000)
+    if milliseconds < 1000:
+        return f"{max(0, milliseconds)} ms"
     if seconds < 10:
-        return f"{num_fr(seconds, 1)} s"
+        return f"{num_fr(seconds, 2)} s"
     if seconds < 90:
         return f"{round(seconds)} s"
     minutes = round(seconds / 60)
@@ -112,16 +120,22 @@ def describe_change_fr(point: Point, start: Point, n_layers: int) -> str:
 def headline_kind(result: OptimizationResult) -> str:
     """Which story the result tells: ``start_failed``, ``faster``, ``sooner``, ``lighter``, ``small`` or ``same``.
 
-    ``small``: the search moved, but the gain left after measuring the winner again is within the noise.
+    ``small``: the search moved, but the gain left after measuring the winner again is within the noise,
+    or the two figures print the same (« 0 ms au lieu de 0 ms » cannot carry a claim).
     """
     if result.start_failed:
         return "start_failed"
     if not result.improved:
         return "same"
     gain, ttft_gain = result.gen_gain, result.ttft_gain
-    if gain is not None and gain >= result.thresholds.gen:
+    words_differ = _words_fr(result, result.after) != _words_fr(result, result.before)
+    if gain is not None and gain >= result.thresholds.gen and words_differ:
         return "faster"
-    if ttft_gain is not None and ttft_gain >= result.thresholds.ttft:
+    first_after, first_before = result.after.ttft_s, result.before.ttft_s
+    delays_differ = first_after is not None and first_before is not None and (
+        seconds_fr(first_after) != seconds_fr(first_before)
+    )
+    if ttft_gain is not None and ttft_gain >= result.thresholds.ttft and delays_differ:
         return "sooner"
     a, b = result.after, result.before
     used_after, used_before = a.peak_vram or a.peak_ram, b.peak_vram or b.peak_ram
@@ -130,10 +144,14 @@ def headline_kind(result: OptimizationResult) -> str:
     return "small"
 
 
+def _words_fr(result: OptimizationResult, m: Measurement) -> str:
+    """Words per second as the headline prints them: « 41 »."""
+    return str(round(result.words_per_second(m.gen_tps) or 0))
+
+
 def headline_fr(result: OptimizationResult) -> str:
     """« Réponses 23 % plus rapides : 41 mots/seconde au lieu de 33. » or why nothing changes."""
-    before = round(result.words_per_second(result.before.gen_tps) or 0)
-    after = round(result.words_per_second(result.after.gen_tps) or 0)
+    before, after = _words_fr(result, result.before), _words_fr(result, result.after)
     kind = headline_kind(result)
     if kind == "start_failed":
         return f"Vos réglages actuels ne fonctionnaient pas sur cet ordinateur ; les nouveaux donnent {after} mots/seconde."
@@ -147,7 +165,10 @@ def headline_fr(result: OptimizationResult) -> str:
     if kind == "lighter":
         return f"Vitesse presque identique ({after} mots/seconde), avec des réglages qui prennent moins de mémoire."
     if kind == "small":
-        return f"Gain faible : {after} mots/seconde au lieu de {before}, dans la marge de mesure."
+        return (
+            "Vos réglages actuels sont déjà les bons : les autres réglages essayés ne font pas nettement mieux "
+            f"({before} mots/seconde)."
+        )
     return f"Vos réglages actuels sont déjà les meilleurs pour cet ordinateur : {before} mots/seconde."
 
 
