@@ -77,6 +77,56 @@ def test_gpu_layers_rules(model: Path):
     assert applied.n_batch == applied.n_ubatch == 2048 and applied.n_threads == 8
 
 
+def measured_33_layers_at_4096(model: Path) -> Tuning:
+    """A tuning whose 33 GPU layers were measured with a 4096-token context and 4 GiB free."""
+    from dataclasses import replace
+
+    return replace(tuning_from_result(make_result(model)), n_gpu_layers=33, n_ctx=4096, free_vram=4 << 30)
+
+
+def test_a_longer_context_than_measured_keeps_the_plans_gpu_layers(model: Path, settings: Settings):
+    tuning = measured_33_layers_at_4096(model)
+    assert tuning_from_result(make_result(model)).n_ctx == 4096  # recorded from the measured configuration
+    as_measured = RunnerConfig(str(model), n_gpu_layers=28, n_ctx=4096)
+    assert apply_tuning(as_measured, tuning, free_vram=4 << 30).n_gpu_layers == 33
+    # « Mémoire de conversation » raised to 8192 since: the plan fits 28 layers with the bigger KV cache
+    longer = apply_tuning(as_measured.with_changes(n_ctx=8192), tuning, free_vram=4 << 30)
+    assert (longer.n_gpu_layers, longer.n_ctx) == (28, 8192)
+    settings.set("optimized_config", tuning.to_json())  # the host's call, with the plan's context
+    assert tuned_config(as_measured.with_changes(n_ctx=8192), settings, model, free_vram=4 << 30).n_gpu_layers == 28
+
+
+def test_a_bigger_kv_cache_per_token_than_measured_is_not_given_more_layers(model: Path):
+    from dataclasses import replace
+
+    from tray_app.benchmark.tuning import _fits_as_measured
+
+    compact = replace(measured_33_layers_at_4096(model), type_k="q8_0", type_v="q8_0", flash_attn=True)
+    run = RunnerConfig(str(model), n_gpu_layers=28, n_ctx=4096, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    assert _fits_as_measured(run, compact, 4 << 30)
+    assert not _fits_as_measured(run.with_changes(type_k="f16"), compact, 4 << 30)
+    assert not _fits_as_measured(run.with_changes(type_v="f16"), compact, 4 << 30)
+    assert _fits_as_measured(run.with_changes(type_k="q4_0", type_v="q4_0"), compact, 4 << 30)
+
+
+def test_less_free_graphics_memory_than_measured_keeps_the_plans_gpu_layers(model: Path):
+    tuning = measured_33_layers_at_4096(model)
+    plan = RunnerConfig(str(model), n_gpu_layers=28, n_ctx=4096)
+    assert apply_tuning(plan, tuning, free_vram=(4 << 30) - (100 << 20)).n_gpu_layers == 28
+    assert apply_tuning(plan, tuning, free_vram=(4 << 30) + (100 << 20)).n_gpu_layers == 33
+
+
+def test_a_tuning_saved_without_its_context_never_gives_more_layers_than_the_plan(model: Path):
+    data = json.loads(measured_33_layers_at_4096(model).to_json())
+    del data["n_ctx"]  # saved by an older version
+    old = Tuning.from_json(json.dumps(data))
+    assert old is not None and old.n_ctx is None and old.n_threads == 6
+    plan = RunnerConfig(str(model), n_gpu_layers=28, n_ctx=2048)
+    assert apply_tuning(plan, old, free_vram=8 << 30).n_gpu_layers == 28
+    assert apply_tuning(plan.with_changes(n_gpu_layers=40), old, free_vram=8 << 30).n_gpu_layers == 33  # fewer: safe
+    assert Tuning.from_json(json.dumps({**data, "n_ctx": 0})) is None
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "{", "[]", '{"model_path": "x"}', None],

@@ -14,8 +14,12 @@ Rules (safety first):
   « Cœurs du processeur » setting, when set by hand (not 0), still wins for threads. Thread counts are
   capped to this machine's logical CPUs.
 * GPU layers: fewer layers than the plan are always taken (measured faster, and safe); more layers than
-  the plan only when at least as much graphics memory is free now as when they were measured. When the
-  plan runs on the processor only (no GPU, or a fallback), it stays so.
+  the plan only when each layer needs no more graphics memory than when they were measured (a context
+  no longer than the measured one, a KV cache no bigger per token) and at least as much graphics memory
+  is free now as then: after the user raises « Mémoire de conversation », the old layer count with a
+  bigger KV cache would run out of memory, or on Windows silently spill into shared memory. A tuning
+  saved before the context was recorded never gives more layers than the plan. When the plan runs on
+  the processor only (no GPU, or a fallback), it stays so.
 * The batch size never exceeds the context.
 """
 
@@ -29,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.vram_estimate import KV_TYPES as KV_BYTES
 
 log = logging.getLogger(__name__)
 
 SETTING_KEY = "optimized_config"
-VRAM_TOLERANCE = 256 * 1024 * 1024
 KV_TYPES = ("f16", "q8_0", "q4_0")
 
 
@@ -45,6 +49,7 @@ class Tuning:
     n_threads_batch: int
     n_batch: int
     n_ubatch: int
+    n_ctx: int | None  # the context the GPU layers were measured with; None in tunings saved before it was kept
     type_k: str
     type_v: str
     flash_attn: bool
@@ -66,7 +71,8 @@ class Tuning:
             return None
         try:
             data = json.loads(text)
-            values = {f.name: data[f.name] for f in fields(cls)}
+            values = {f.name: data[f.name] for f in fields(cls) if f.name != "n_ctx"}
+            values["n_ctx"] = data.get("n_ctx")  # absent from older saves: unknown
             values["cpu_affinity"] = tuple(int(c) for c in values["cpu_affinity"])
             tuning = cls(**values)
             tuning.check()
@@ -82,6 +88,9 @@ class Tuning:
             raise ValueError("integer fields expected")
         if min(self.n_threads, self.n_threads_batch, self.n_batch, self.n_ubatch) < 1:
             raise ValueError("counts must be positive")
+        n_ctx = self.n_ctx
+        if n_ctx is not None and (not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 1):
+            raise ValueError("bad n_ctx")
         if self.type_k not in KV_TYPES or self.type_v not in KV_TYPES or not isinstance(self.flash_attn, bool):
             raise ValueError("unknown KV cache type")
         if self.type_v != "f16" and not self.flash_attn:
@@ -136,13 +145,13 @@ def apply_tuning(
         type_v=tuning.type_v,
         flash_attn=tuning.flash_attn,
     )
-    layers = _gpu_layers(base.n_gpu_layers, tuning, free_vram)
-    if layers is not None:
-        changes["n_gpu_layers"] = layers
-    return base.with_changes(**changes)
+    config = base.with_changes(**changes)
+    layers = _gpu_layers(base.n_gpu_layers, config, tuning, free_vram)
+    return config if layers is None else config.with_changes(n_gpu_layers=layers)
 
 
-def _gpu_layers(planned: int, tuning: Tuning, free_vram: int | None) -> int | None:
+def _gpu_layers(planned: int, config: RunnerConfig, tuning: Tuning, free_vram: int | None) -> int | None:
+    """The measured layer count when it is safe with ``config`` (what will run), else None (the plan's)."""
     tuned = tuning.n_gpu_layers
     if tuned is None or planned == 0:
         return None  # measured without a GPU, or the plan keeps the card free: unchanged
@@ -150,9 +159,30 @@ def _gpu_layers(planned: int, tuning: Tuning, free_vram: int | None) -> int | No
     as_count = lambda n: big if n < 0 else n  # noqa: E731 (−1 = every layer)
     if as_count(tuned) <= as_count(planned):
         return tuned
-    if free_vram is not None and tuning.free_vram is not None and free_vram + VRAM_TOLERANCE >= tuning.free_vram:
+    if _fits_as_measured(config, tuning, free_vram):
         return tuned
+    log.info("optimised GPU layers (%s) not used: more than the plan (%s) and not measured in these conditions",
+             tuned, planned)
     return None
+
+
+def _fits_as_measured(config: RunnerConfig, tuning: Tuning, free_vram: int | None) -> bool:
+    """True when ``config`` needs no more graphics memory than when ``tuning``'s layers were measured."""
+    if free_vram is None or tuning.free_vram is None or tuning.n_ctx is None:
+        return False  # something unknown: no more layers than the plan
+    if config.n_ctx > tuning.n_ctx:
+        return False  # a longer conversation: a bigger KV cache per layer
+    if not (_kv_not_bigger(config.type_k, tuning.type_k) and _kv_not_bigger(config.type_v, tuning.type_v)):
+        return False
+    return free_vram >= tuning.free_vram
+
+
+def _kv_not_bigger(now: str, measured: str) -> bool:
+    """True when a KV cache element of type ``now`` takes no more bytes than one of type ``measured``."""
+    if now not in KV_BYTES or measured not in KV_BYTES:
+        return now == measured
+    (n_bytes, n_per), (m_bytes, m_per) = KV_BYTES[now], KV_BYTES[measured]
+    return n_bytes * m_per <= m_bytes * n_per
 
 
 def tuned_config(
@@ -177,6 +207,7 @@ def tuning_from_result(result: Any) -> Tuning:
         n_threads_batch=c.n_threads_batch,
         n_batch=c.n_batch,
         n_ubatch=c.n_ubatch,
+        n_ctx=c.n_ctx,
         type_k=c.type_k,
         type_v=c.type_v,
         flash_attn=c.flash_attn,
