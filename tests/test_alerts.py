@@ -174,6 +174,10 @@ def test_host_events_are_told_and_rate_limited():
                           at=120.0)
     (note,) = engine.host_event(restarted)
     assert "réglages plus prudents (20 couches sur la carte au lieu de 33)" in note.text
+    crashed = HostEvent(HostEventKind.RUNNER_RESTARTED, detail_fr="Le moteur du modèle s'est arrêté ; il redémarre.",
+                        at=160.0)
+    (note,) = engine.host_event(crashed)  # the same settings again: one plain sentence, nothing about a plan
+    assert note.kind is NotificationKind.RUNNER_RESTARTED and note.text == crashed.detail_fr
 
 
 def test_every_message_fits_a_windows_balloon():

@@ -55,6 +55,7 @@ class ScriptedRunner:
     """Stands in for :class:`Runner`: fails with the error the script gives for its configuration."""
 
     loads: list[RunnerConfig] = []
+    instances: list[ScriptedRunner] = []
 
     def __init__(self, config, *, script, **_callbacks) -> None:
         self.config = config
@@ -63,6 +64,8 @@ class ScriptedRunner:
         self.pid = None
         self.returncode = None
         self.alive = False
+        self.tail: list[str] = []
+        ScriptedRunner.instances.append(self)
 
     def load(self, timeout, cancel=None):
         ScriptedRunner.loads.append(self.config)
@@ -81,11 +84,12 @@ class ScriptedRunner:
         return []
 
     def output_tail(self, lines: int = 40):
-        return []
+        return self.tail[-lines:]
 
 
 def scripted(script):
     ScriptedRunner.loads = []
+    ScriptedRunner.instances = []
     return lambda config, **kw: ScriptedRunner(config, script=script, **kw)
 
 
@@ -235,9 +239,9 @@ def test_nothing_loads_until_asked_then_states_follow_the_machine(tiny_config, t
     assert rec.states()[-1] is HostState.IDLE
 
 
-def test_a_runner_killed_while_ready_is_noticed_and_replaced_by_a_safer_one(tiny_config):
+def test_a_runner_killed_while_ready_restarts_with_the_same_settings_at_the_next_request(tiny_config):
     rec = Recorder()
-    sup = Supervisor(tiny_config, keep_alive_s=-1)
+    sup = Supervisor(tiny_config, keep_alive_s=300)
     sup.add_listener(rec)
     try:
         sup.acquire(timeout=60)
@@ -245,23 +249,160 @@ def test_a_runner_killed_while_ready_is_noticed_and_replaced_by_a_safer_one(tiny
         first_pid = sup.status().pid
         started = time.monotonic()
         os.kill(first_pid, signal.SIGKILL)
-        rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1, timeout=10)
+        rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == 1, timeout=10)
         noticed = time.monotonic() - started
+        restart = rec.of(EventKind.RESTART)[0]
+        assert restart.message == "Le moteur du modèle s'est arrêté ; il redémarre."
+        assert restart.failure is FailureKind.CRASHED and restart.config == tiny_config
+        assert sup.wait_for(HostState.IDLE, 5) is HostState.IDLE
+        status = sup.status()
+        assert status.message == "Le moteur du modèle s'est arrêté ; il redémarrera à la prochaine demande."
+        assert status.failed_configs == () and status.pid is None
+        assert rec.of(EventKind.FALLBACK) == []  # nothing safer was tried: one kill proves nothing
+        # the next request starts the same settings again
+        sup.acquire(timeout=60)
+        sup.release()
+        back = time.monotonic() - started
+        status = sup.status()
+        assert status.state is HostState.READY and status.config == tiny_config
+        assert status.pid != first_pid and psutil.pid_exists(status.pid)
+        print(f"crash noticed in {noticed:.2f} s, answering again {back:.2f} s after the kill")
+    finally:
+        sup.close()
+
+
+def test_a_runner_killed_while_a_request_waits_restarts_at_once(tiny_config):
+    rec = Recorder()
+    sup = Supervisor(tiny_config, keep_alive_s=300)
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=60)  # held: a request is using the model
+        first_pid = sup.status().pid
+        os.kill(first_pid, signal.SIGKILL)
+        rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == 1, timeout=10)
+        rec.wait_for(lambda r: r.states()[-1:] == [HostState.READY], timeout=60)  # no new acquire needed
+        status = sup.status()
+        assert status.config == tiny_config and status.pid not in (None, first_pid)
+        sup.release()
+    finally:
+        sup.close()
+
+
+def test_repeated_kills_walk_the_ladder_then_end_in_error(tiny_config):
+    """Three crashes of one configuration within ten minutes: a safer one; three more: « Erreur »."""
+    rec = Recorder()
+    sup = Supervisor(tiny_config, keep_alive_s=-1)  # kept in memory for good: restarted at once
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=60)
+        sup.release()
+        for n in range(1, 4):
+            os.kill(sup.status().pid, signal.SIGKILL)
+            if n < 3:
+                rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == n, timeout=10)
+                rec.wait_for(lambda r: r.states().count(HostState.READY) == n + 1, timeout=60)
+                assert sup.status().config == tiny_config
+        rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1, timeout=10)
         fallback = rec.of(EventKind.FALLBACK)[0]
-        assert fallback.failure is FailureKind.CRASHED
-        assert fallback.message.startswith("Le moteur du modèle s'est arrêté brutalement.")
+        assert fallback.message.startswith("Le moteur du modèle s'est arrêté plusieurs fois en quelques minutes.")
         assert "mémoire de conversation plus courte" in fallback.message
         assert sup.wait_for(HostState.READY, 60) is HostState.READY
         status = sup.status()
         assert status.config.n_ctx == 1024 and status.failed_configs == (tiny_config,)
-        assert status.pid != first_pid and psutil.pid_exists(status.pid)
-        print(f"crash noticed in {noticed:.2f} s")
-        # killed again: nothing safer is left, so « Erreur » and no endless restarts
-        os.kill(status.pid, signal.SIGKILL)
+        # the safer one crashes three times too: nothing safer is left, « Erreur », no endless restarts
+        for n in range(3):
+            os.kill(sup.status().pid, signal.SIGKILL)
+            if n < 2:
+                rec.wait_for(lambda r: r.states().count(HostState.READY) == 5 + n, timeout=60)
         assert sup.wait_for(HostState.ERROR, 10) is HostState.ERROR
         assert "Réessayer" in sup.status().message and sup.status().pid is None
     finally:
         sup.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def crash_serving_runner(sup: Supervisor) -> None:
+    """The scripted runner in use dies as if killed (SIGKILL), and a client notices it."""
+    runner = ScriptedRunner.instances[-1]
+    runner.alive, runner.returncode = False, -9
+    sup.report_unreachable(RunnerEndpoint("127.0.0.1", 1, "key", "model"))
+
+
+def test_crashes_further_apart_than_the_window_never_step_down():
+    clock = Clock()
+    rec = Recorder()
+    sup = Supervisor(GPU, keep_alive_s=-1, runner_factory=scripted(lambda c: None), clock=clock)
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=5)
+        sup.release()
+        for n in range(1, 6):
+            clock.now += 301  # two crashes within ten minutes at most
+            crash_serving_runner(sup)
+            rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == n and r.states().count(HostState.READY) == n + 1)
+        assert rec.of(EventKind.FALLBACK) == [] and sup.status().config == GPU
+        assert [c.n_gpu_layers for c in ScriptedRunner.loads] == [32] * 6
+        # the third within ten minutes steps down
+        clock.now += 1
+        crash_serving_runner(sup)
+        rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1 and r.states().count(HostState.READY) == 7)
+        assert sup.status().config.n_gpu_layers == 16 and sup.status().failed_configs == (GPU,)
+    finally:
+        sup.close()
+
+
+def test_an_out_of_memory_death_steps_down_at_once():
+    rec = Recorder()
+    sup = Supervisor(GPU, keep_alive_s=-1, runner_factory=scripted(lambda c: None))
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=5)
+        sup.release()
+        ScriptedRunner.instances[-1].tail = ["ggml_backend_cuda_buffer_type_alloc_buffer: cudaMalloc failed: out of memory"]
+        crash_serving_runner(sup)
+        rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1 and r.states().count(HostState.READY) == 2)
+        assert rec.of(EventKind.FALLBACK)[0].failure is FailureKind.OUT_OF_MEMORY
+        assert rec.of(EventKind.RESTART) == [] and sup.status().config.n_gpu_layers == 16
+    finally:
+        sup.close()
+
+
+def test_a_crash_while_loading_tries_the_same_settings_again_then_steps_down():
+    crashes = {"n": 0}
+
+    def script(config):
+        if config.n_gpu_layers == 32 and crashes["n"] < 1:
+            crashes["n"] += 1
+            return RunnerError(FailureKind.CRASHED, detail="exit status -9")
+        return None
+
+    rec = Recorder()
+    sup = Supervisor(GPU, keep_alive_s=-1, runner_factory=scripted(script))
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=5)
+        sup.release()
+        assert [c.n_gpu_layers for c in ScriptedRunner.loads] == [32, 32]  # killed once while loading
+        assert sup.status().config == GPU and sup.status().failed_configs == ()
+        rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == 1)
+    finally:
+        sup.close()
+    always = Supervisor(GPU, keep_alive_s=-1, runner_factory=scripted(
+        lambda c: RunnerError(FailureKind.CRASHED, detail="exit status -11") if c.n_gpu_layers == 32 else None))
+    try:
+        always.acquire(timeout=5)
+        always.release()
+        assert [c.n_gpu_layers for c in ScriptedRunner.loads] == [32, 32, 32, 16]
+        assert always.status().failed_configs == (GPU,)
+    finally:
+        always.close()
 
 
 def test_idle_unload_ends_the_runner_and_returns_its_memory(tiny_config):
@@ -334,7 +475,7 @@ def test_unload_and_configure_on_request(tiny_config, tiny_gguf):
 def test_steps_are_never_repeated_even_when_the_ladder_repeats_itself():
     twice = RunnerConfig("/m.gguf", n_gpu_layers=0, n_ctx=1024)
     sup = Supervisor(GPU, ladder=lambda c: [FallbackStep(twice, "a"), FallbackStep(twice, "b"), FallbackStep(GPU, "c")],
-                     runner_factory=scripted(lambda c: RunnerError(FailureKind.CRASHED)))
+                     runner_factory=scripted(lambda c: RunnerError(FailureKind.OUT_OF_MEMORY)))
     try:
         sup.load()
         assert sup.wait_for(HostState.ERROR, 5) is HostState.ERROR

@@ -69,8 +69,7 @@ POST_ROUTES = (CHAT_ROUTE, COMPLETION_ROUTE)
 GET_ROUTES = ("/health", "/v1/models")
 
 STREAM_BROKEN_FR = (
-    "Le moteur du modèle s'est arrêté pendant la réponse. Réessayez dans quelques secondes : il redémarre "
-    "avec des réglages plus prudents."
+    "Le moteur du modèle s'est arrêté pendant la réponse ; il redémarre. Réessayez dans quelques secondes."
 )
 
 

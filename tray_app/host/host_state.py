@@ -37,6 +37,7 @@ class EventKind(str, Enum):
     STATE = "state"  # the state changed (or its message did); ``message`` says it in French
     PROGRESS = "progress"  # loading progress, ``progress`` in 0…1
     FALLBACK = "fallback"  # a configuration failed and a safer one is being tried; ``message`` says both
+    RESTART = "restart"  # the runner died with no cause found (killed, crashed): the same settings restart
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ State machine (labels in :class:`~tray_app.host.host_state.HostState`)::
 
     En veille ──load/acquire──► Chargement… ──ok──► Prêt ◄──► Occupé (a request is generating)
         ▲                          │ fails: next safer config (FALLBACK event), or Erreur when none left
-        └──── unload / idle ───────┘ runner dies while Prêt/Occupé: same ladder, reloaded at once
+        └──── unload / idle ───────┘ runner dies while Prêt/Occupé: see "Crashes" below
 
 Threads: one *worker* thread does every start and stop (so they never overlap), one *event* thread calls
 the listeners. Public methods may be called from any thread and never block on a load, except
@@ -14,9 +14,16 @@ Listener contract: ``listener(event: HostEvent) -> None`` is called on the super
 event at a time, in order, never on the caller's thread. It must return quickly and must not block on the
 supervisor (a Qt adapter just emits a signal). An exception in a listener is logged and ignored.
 
-Failure memory: a configuration that failed (load error, timeout, crash) is never tried again on its own;
-:meth:`retry` and :meth:`configure` (explicit user actions) clear that memory. A failure a safer plan
-cannot fix (bad model file, engine missing) goes straight to « Erreur ».
+Failure memory: a configuration that failed (load error with a cause, timeout, repeated crashes) is never
+tried again on its own; :meth:`retry` and :meth:`configure` (explicit user actions) clear that memory. A
+failure a safer plan cannot fix (bad model file, engine missing) goes straight to « Erreur ».
+
+Crashes: a runner that dies with no cause in its output (killed from outside, a driver reset, a request
+that crashed the engine) proves nothing against its settings. The same configuration is started again:
+at once when requests wait for it (or the model is kept in memory for good), else at the next request;
+the user reads one sentence (:data:`CRASH_RESTART_FR`, a RESTART event). Only an out-of-memory signature,
+a load that fails with a cause, or :data:`CRASH_LIMIT` crashes of one configuration within
+:data:`CRASH_WINDOW_S` walk the ladder down. Ollama and LM Studio also restart a crashed runner as it was.
 
 Pause (:meth:`pause` / :meth:`resume`): while another part of the program needs the machine to itself
 (« Optimiser » measures with its own runners), new requests are refused with the pause's French message
@@ -63,6 +70,11 @@ PAUSE_RETRY_S = 30.0  # the Retry-After given to clients while paused
 PAUSE_FINISH_ANSWER_S = 120.0  # a pause lets an answer being written end first, up to this long
 IDLE_MESSAGE = "Le modèle n'est pas en mémoire : il se chargera à la première demande."
 RELOAD_NOTE = "il se rechargera à la prochaine demande."
+CRASH_LIMIT = 3  # crashes of one configuration within CRASH_WINDOW_S before a safer one is tried
+CRASH_WINDOW_S = 600.0
+CRASH_RESTART_FR = "Le moteur du modèle s'est arrêté ; il redémarre."
+CRASH_IDLE_FR = "Le moteur du modèle s'est arrêté ; il redémarrera à la prochaine demande."
+REPEATED_CRASHES_FR = "Le moteur du modèle s'est arrêté plusieurs fois en quelques minutes."
 
 
 @dataclass
@@ -84,8 +96,10 @@ class Supervisor:
         load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
         log_file: Path | None = None,
         runner_factory: RunnerFactory = Runner,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cond = threading.Condition()
+        self._clock = clock  # for the crash window only
         self._log_file = log_file
         self._runner_factory = runner_factory
         self._load_timeout_s = load_timeout_s
@@ -357,6 +371,7 @@ class Supervisor:
         elif cmd.name == "retry":
             with self._cond:
                 self._failed.clear()
+                self._crashes.clear()
                 if self._state is HostState.ERROR:
                     self._failure = None
                     self._set_state(HostState.IDLE, IDLE_MESSAGE)
@@ -429,6 +444,13 @@ class Supervisor:
                     with self._cond:
                         self._set_state(HostState.IDLE, "Chargement annulé. " + IDLE_MESSAGE)
                     return
+                if exc.kind is FailureKind.CRASHED and self._crash_may_restart(step.config):
+                    log.warning("runner crashed while loading (%s): same settings again", exc.detail)
+                    self._emit(HostEvent(EventKind.RESTART, HostState.LOADING, CRASH_RESTART_FR,
+                                         config=step.config, failure=exc.kind))
+                    continue
+                if exc.kind is FailureKind.CRASHED:
+                    exc = RunnerError(FailureKind.CRASHED, REPEATED_CRASHES_FR, detail=exc.detail)
                 if self._step_down(step.config, exc):
                     continue
                 return
@@ -488,6 +510,16 @@ class Supervisor:
         self._base = config
         self._steps = steps
         self._failed: list[RunnerConfig] = []
+        self._crashes: dict[RunnerConfig, list[float]] = {}  # crash times per configuration (clock)
+
+    def _crash_may_restart(self, config: RunnerConfig) -> bool:
+        """Count a crash of ``config``; True while it has crashed fewer than :data:`CRASH_LIMIT` times
+        within :data:`CRASH_WINDOW_S` (then the same configuration is started again)."""
+        now = self._clock()
+        with self._cond:
+            recent = [t for t in self._crashes.get(config, []) if now - t < CRASH_WINDOW_S] + [now]
+            self._crashes[config] = recent
+            return len(recent) < CRASH_LIMIT
 
     # -- watching --------------------------------------------------------------------------------
     def _on_progress(self, progress: LoadProgress) -> None:
@@ -517,9 +549,24 @@ class Supervisor:
         runner.close_log()
         kind, detail = classify_failure(runner.returncode, runner.output_tail(80))
         if kind in (FailureKind.UNKNOWN, FailureKind.PORT, FailureKind.TIMEOUT):
-            kind = FailureKind.CRASHED
+            kind = FailureKind.CRASHED  # no cause in its output: killed, or crashed by a request
         log.error("runner %s died while serving (%s): %s", runner.pid, kind.value, detail)
-        if self._step_down(runner.config, RunnerError(kind, detail=detail)):
+        if kind is FailureKind.CRASHED and self._crash_may_restart(runner.config):
+            self._restart_after_crash(runner.config)
+            return
+        message = REPEATED_CRASHES_FR if kind is FailureKind.CRASHED else ""
+        if self._step_down(runner.config, RunnerError(kind, message, detail=detail)):
+            self._load()
+
+    def _restart_after_crash(self, config: RunnerConfig) -> None:
+        """The same configuration again: now when requests wait (or the model stays in memory for good),
+        else at the next request."""
+        with self._cond:
+            now = (self._holders > 0 or self._keep_alive_s < 0) and not self._closed and self._paused is None
+            self._emit(HostEvent(EventKind.RESTART, HostState.IDLE, CRASH_RESTART_FR, config=config,
+                                 failure=FailureKind.CRASHED))
+            self._set_state(HostState.IDLE, CRASH_RESTART_FR if now else CRASH_IDLE_FR)
+        if now:
             self._load()
 
     def _let_answers_end(self, timeout: float) -> None:

@@ -74,6 +74,11 @@ def runner_restarted(detail_fr: str) -> str:
     )
 
 
+def runner_crashed(sentence_fr: str = "") -> str:
+    """The runner died with no cause found and restarts with the same settings: one plain sentence."""
+    return sentence_fr.strip() or "Le moteur du modèle s'est arrêté ; il redémarre."
+
+
 def protection_critical(held_for_s: float) -> str:
     return (
         f"La mémoire graphique est restée pleine {duration_fr(held_for_s)} : le modèle sera retiré "

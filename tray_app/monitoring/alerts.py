@@ -177,6 +177,8 @@ class AlertEngine:
         elif event.kind is HostEventKind.RUNNER_RESTARTED_SAFER:
             self._learned_baseline = None  # a safer plan is slower: learn its speed again
             note = self._emit(NotificationKind.RUNNER_RESTARTED, msg.runner_restarted(event.detail_fr), at)
+        elif event.kind is HostEventKind.RUNNER_RESTARTED:
+            note = self._emit(NotificationKind.RUNNER_RESTARTED, msg.runner_crashed(event.detail_fr), at)
         else:  # pragma: no cover - a new kind without a rule
             log.warning("host event %r has no notification rule", event.kind)
             note = None

@@ -33,6 +33,7 @@ HostMetricsSource = Callable[[], "HostMetrics | None"]
 class HostEventKind(str, Enum):
     MODEL_UNLOADED_IDLE = "model_unloaded_idle"  # the keep-alive delay ran out: the runner was ended
     RUNNER_RESTARTED_SAFER = "runner_restarted_safer"  # the runner died and was restarted on a safer plan
+    RUNNER_RESTARTED = "runner_restarted"  # the runner died with no cause found; the same plan restarts
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,8 @@ class HostEvent:
 
     ``idle_seconds``: the keep-alive delay that ran out (MODEL_UNLOADED_IDLE).
     ``detail_fr``: for RUNNER_RESTARTED_SAFER, the new plan in a few French words, e.g.
-    « 20 couches sur la carte graphique au lieu de 33 » (optional).
+    « 20 couches sur la carte graphique au lieu de 33 » (optional); for RUNNER_RESTARTED, the host's
+    own sentence (optional).
     ``at``: time.time() of the event; None means "now" for the engine.
     """
 

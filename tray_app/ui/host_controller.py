@@ -160,6 +160,9 @@ class HostController(QObject):
         previous = self.state
         if event.kind is EventKind.FALLBACK:
             self.monitor_event.emit(MonitorHostEvent(HostEventKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))
+        elif event.kind is EventKind.RESTART:
+            # Its state (« En veille ») is taken below: the STATE event that follows is no idle unload.
+            self.monitor_event.emit(MonitorHostEvent(HostEventKind.RUNNER_RESTARTED, detail_fr=event.message))
         elif event.kind is EventKind.STATE:
             if event.state is HostState.ERROR:
                 self.notify(event.message, True)
