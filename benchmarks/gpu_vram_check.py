@@ -883,7 +883,8 @@ def fit_probe_main(argv: Sequence[str]) -> int:
         from tray_app.hardware.gpu import NvmlReader
 
         reading = NvmlReader().read()
-        seen = (reading[0].memory_free, reading[0].memory_total) if reading else (0, 0)
+        free_now, total_now = (reading[0].memory_free, reading[0].memory_total) if reading else (None, None)
+        seen = (free_now, total_now) if free_now is not None and total_now is not None else (0, 0)
         source = "nvml"
     free = seen[0]
     target = free - a.margin
@@ -1486,8 +1487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["notes"] = NOTES
     results: list[CaseResult] = []
     if args.dry_run:
-        if gpus and args.card_gib is None:
-            total, free = gpus[0].memory_total, gpus[0].memory_free
+        nvml_total, nvml_free = (gpus[0].memory_total, gpus[0].memory_free) if gpus else (None, None)
+        if nvml_total is not None and nvml_free is not None and args.card_gib is None:
+            total, free = nvml_total, nvml_free
             meta["gpu"] = f"{gpus[0].name} (NVML)"
         else:
             total = int((args.card_gib or DEFAULT_CARD_GIB) * GIB)
@@ -1507,6 +1509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{', '.join(meta['llama_backends'])}): install a CUDA build, e.g. with "
                  "'bash benchmarks/gpu_vram_check.sh build'.")
     gpu = gpus[0]
+    if gpu.memory_total is None or gpu.memory_free is None:
+        sys.exit(f"NVML does not report the memory of {gpu.name}: this measurement needs it.")
     meta.update(gpu=gpu.name, driver=gpu.driver_version, card_total=gpu.memory_total,
                 card_free_at_start=gpu.memory_free)
     print(f"{gpu.name}, driver {gpu.driver_version}: {gpu.memory_total / GIB:.1f} GiB, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -99,6 +100,19 @@ def test_without_gpu_a_french_explanation_and_cpu_ram_gauges(qtbot):
     assert window.ram.value.text() == "8,0 sur 16,0 Go"
     visible_plots = [p.widget for p in window.plots._plots if p.widget.isVisible()]
     assert len(visible_plots) == 3  # processor, memory, speed
+
+
+def test_a_card_that_does_not_give_its_memory_shows_unknown_not_an_empty_gauge(qtbot):
+    recording = json.loads(RTX4050_RECORDING.read_text(encoding="utf-8"))
+    for row in recording["samples"]:
+        row["devices"][0]["memory_used"] = None  # NVML: « not supported »
+    monitor, tick = replay_until(recording, 30)
+    window = open_window(qtbot, monitor, tick)
+    assert window.vram_text.text() == "Mémoire utilisée : inconnue (le pilote ne la donne pas)"
+    assert not window.vram_gauge.isVisible() and not window.legend.isVisible()
+    assert window.temperature.isVisible() and window.temperature.value.text().endswith("°C")
+    assert tick.state.vram_level is VramLevel.NO_GPU and tick.notifications == ()
+    assert tooltip_summary(tick.sample, tick.state).startswith("Processeur ")  # not « 0,0 / 0,0 Go (0 %) »
 
 
 def test_history_window_choice_and_record_button(qtbot):

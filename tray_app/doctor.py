@@ -86,10 +86,13 @@ def render_text(r: DoctorReport) -> str:
     if r.gpus:
         for g in r.gpus:
             lines.append(f"Carte graphique : {g.name} (pilote {g.driver_version or 'inconnu'})")
-            lines.append(
-                f"  Mémoire graphique : {gib(g.memory_used)} utilisés sur {gib(g.memory_total)}, "
-                f"{gib(g.memory_free)} libres"
-            )
+            if g.memory_used is None or g.memory_total is None or g.memory_free is None:
+                lines.append("  Mémoire graphique : inconnue (le pilote de la carte ne la donne pas)")
+            else:
+                lines.append(
+                    f"  Mémoire graphique : {gib(g.memory_used)} utilisés sur {gib(g.memory_total)}, "
+                    f"{gib(g.memory_free)} libres"
+                )
             extras = []
             if g.utilization_percent is not None:
                 extras.append(f"occupée à {g.utilization_percent} %")
@@ -105,7 +108,12 @@ def render_text(r: DoctorReport) -> str:
     lines.append("")
     lines.append("Recommandation")
     lines.append(f"  Cœurs du processeur pour le modèle : {r.threads.threads} — {r.threads.reason}")
-    if r.gpus and r.llama.gpu_offload:
+    if r.gpus and r.llama.gpu_offload and r.gpus[0].memory_free is None:
+        lines.append(
+            "  La carte graphique ne dit pas combien de mémoire est libre : le modèle tournera sur le "
+            "processeur pour ne pas la remplir. Mettre à jour le pilote NVIDIA peut régler cela."
+        )
+    elif r.gpus and r.llama.gpu_offload:
         lines.append("  La carte graphique sera utilisée pour accélérer le modèle.")
     elif r.gpus:
         lines.append(

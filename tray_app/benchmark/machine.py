@@ -39,12 +39,13 @@ class MachineSummary:
 
     @property
     def gpu_usable(self) -> bool:
-        return self.gpu is not None and self.backend.gpu_offload
+        """A GPU to measure on: there is one, the engine can use it, and its free memory is known."""
+        return self.gpu is not None and self.backend.gpu_offload and self.gpu.memory_free is not None
 
     @property
     def vram_limit(self) -> int | None:
         """Bytes used on the whole card above which a configuration counts as unsafe."""
-        if self.gpu is None or not self.gpu.memory_total:
+        if self.gpu is None or not self.gpu.memory_total or self.gpu.memory_free is None:
             return None
         return self.gpu.memory_total - safety_margin(self.gpu.memory_free, self.gpu.memory_total)
 
@@ -106,6 +107,8 @@ def detect_machine(model_path: Path, settings: Any, *, nvml: NvmlReader | None =
         note = reader.unavailable_reason or NO_NVIDIA_GPU
     elif not backend.gpu_offload:
         note = "le moteur installé ne sait pas utiliser la carte graphique"
+    elif gpu.memory_free is None:
+        note = "la carte ne dit pas combien de mémoire est libre : le modèle reste sur le processeur"
     else:
         note = ""
     identity = current_identity(model_path, cpu_model=cpu.model, nvml=reader, llama_cpp_version=backend.version)

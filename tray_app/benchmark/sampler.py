@@ -145,12 +145,13 @@ class ResourceSampler:
         known = [p.used_bytes for p in gpu.processes if p.pid in pids and p.used_bytes is not None]
         if known:
             used = sum(known)
-        elif self._baseline_used is not None:
+        elif self._baseline_used is not None and gpu.memory_used is not None:
             used = max(0, gpu.memory_used - self._baseline_used)
         else:
             used = 0
         self.peak_vram = max(self.peak_vram or 0, used)
-        self.peak_vram_device = max(self.peak_vram_device or 0, gpu.memory_used)
+        if gpu.memory_used is not None:  # None: the driver does not say
+            self.peak_vram_device = max(self.peak_vram_device or 0, gpu.memory_used)
         if self._measuring.is_set() and gpu.throttle_reasons:
             self.gpu_throttle |= gpu.throttle_reasons & ~GPU_IDLE_BIT
 

@@ -144,8 +144,12 @@ def sample_line(tick: MonitorTick, started_at: float = 0.0) -> str:
     else:
         g = s.gpu
         level = f" — {state.vram_level.label_fr}" if state.vram_level.rank else ""
-        parts.append(f"mémoire graphique {gib_fr(g.memory_used)} / {gib_fr(g.memory_total)} "
-                     f"({percent_fr(g.used_fraction)}){level}")
+        fraction = g.used_fraction
+        if g.memory_used is None or g.memory_total is None or fraction is None:
+            parts.append("mémoire graphique inconnue (le pilote ne la donne pas)")
+        else:
+            parts.append(f"mémoire graphique {gib_fr(g.memory_used)} / {gib_fr(g.memory_total)} "
+                         f"({percent_fr(fraction)}){level}")
         if s.model_vram is not None:
             parts.append(f"modèle {gib_fr(s.model_vram)}{' (estimé)' if s.model_vram_estimated else ''}")
         if g.temperature_c is not None:

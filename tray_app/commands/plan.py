@@ -153,6 +153,9 @@ def _measured_gpu() -> GpuView:
 
     backend = detect_llama_backend()
     note = "" if backend.gpu_offload else backend.summary
+    if gpu.memory_free is None:  # unknown, not 0: no budget to plan with, so the processor
+        note = ("la carte ne dit pas combien de mémoire est libre : le modèle reste sur le processeur. "
+                "Mettre à jour le pilote NVIDIA peut régler cela.")
     return GpuView("nvml", gpu.name, gpu.memory_free, gpu.memory_total, backend.gpu_offload, note)
 
 
@@ -170,8 +173,12 @@ def render_text(info: ModelInfo, gpu: GpuView, plan: MemoryPlan) -> str:
     elif gpu.source == "assumed":
         lines.append(f"  Carte graphique  : {gpu.name}, {size_fr(gpu.free or 0)} libres")
         lines.append(f"                     {gpu.note_fr}")
+    elif gpu.free is None:
+        lines.append(f"  Carte graphique  : {gpu.name}, mémoire libre inconnue")
+        if gpu.note_fr:
+            lines.append(f"                     {gpu.note_fr}")
     else:
-        free, total = size_fr(gpu.free or 0), size_fr(gpu.total or 0)
+        free, total = size_fr(gpu.free), size_fr(gpu.total or 0)
         lines.append(f"  Carte graphique  : {gpu.name}, {free} libres sur {total}")
         if gpu.note_fr:
             lines.append(f"                     {gpu.note_fr}")

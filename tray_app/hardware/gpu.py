@@ -39,9 +39,9 @@ class GpuReading:
     name: str
     uuid: str
     driver_version: str
-    memory_total: int  # bytes
-    memory_used: int
-    memory_free: int
+    memory_total: int | None  # bytes; the three are None together when the driver does not say
+    memory_used: int | None
+    memory_free: int | None
     utilization_percent: int | None
     temperature_c: int | None
     power_w: float | None
@@ -50,8 +50,11 @@ class GpuReading:
     processes: tuple[GpuProcess, ...]
 
     @property
-    def used_fraction(self) -> float:
-        return self.memory_used / self.memory_total if self.memory_total else 0.0
+    def used_fraction(self) -> float | None:
+        """Share of the card's memory in use; None when the driver does not say."""
+        if self.memory_total is None or self.memory_used is None or self.memory_total <= 0:
+            return None
+        return self.memory_used / self.memory_total
 
     def process_used_bytes(self, pid: int) -> int | None:
         for p in self.processes:
@@ -86,7 +89,9 @@ class NvmlReader:
         self._on_read = on_read  # called after each read (a replay moves to its next sample)
         self._lock = threading.Lock()
         self._started = False
+        self._initialised = False  # nvmlInit succeeded: nvmlShutdown is owed, devices or not
         self._handles: list[Any] = []
+        self._indexes: list[int] = []  # NVML's index of each handle (a device that fails is skipped)
         self._static: list[tuple[str, str, float | None]] = []
         self._driver = ""
         self.unavailable_reason = ""
@@ -103,9 +108,15 @@ class NvmlReader:
             self._nvml = nvml
         try:
             nvml.nvmlInit()
-            count = nvml.nvmlDeviceGetCount()
         except Exception as exc:
             log.info("NVML not available: %s", exc)
+            self.unavailable_reason = NO_NVIDIA_GPU
+            return
+        self._initialised = True
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except Exception as exc:
+            log.info("NVML cannot count the GPUs: %s", exc)
             self.unavailable_reason = NO_NVIDIA_GPU
             return
         if count == 0:
@@ -113,9 +124,13 @@ class NvmlReader:
             return
         self._driver = _text(query(nvml.nvmlSystemGetDriverVersion) or "")
         for i in range(count):
-            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            handle = query(nvml.nvmlDeviceGetHandleByIndex, i)
+            if handle is None:
+                log.warning("NVML: GPU %d skipped, its handle cannot be read", i)
+                continue
             limit_mw = query(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
             self._handles.append(handle)
+            self._indexes.append(i)
             self._static.append(
                 (
                     _text(query(nvml.nvmlDeviceGetName, handle) or "GPU NVIDIA"),
@@ -123,6 +138,8 @@ class NvmlReader:
                     limit_mw / 1000 if limit_mw else None,
                 )
             )
+        if not self._handles:
+            self.unavailable_reason = NO_NVIDIA_GPU + " (le pilote ne donne accès à aucune carte)"
 
     @property
     def available(self) -> bool:
@@ -154,13 +171,13 @@ class NvmlReader:
             p for p in query(nvml.nvmlDeviceGetGraphicsRunningProcesses, handle) or [] if p.pid not in seen
         ]
         return GpuReading(
-            index=index,
+            index=self._indexes[index],
             name=name,
             uuid=uuid,
             driver_version=self._driver,
-            memory_total=int(mem.total) if mem else 0,
-            memory_used=int(mem.used) if mem else 0,
-            memory_free=int(mem.free) if mem else 0,
+            memory_total=int(mem.total) if mem is not None else None,  # not supported: unknown, not 0
+            memory_used=int(mem.used) if mem is not None else None,
+            memory_free=int(mem.free) if mem is not None else None,
             utilization_percent=int(util.gpu) if util else None,
             temperature_c=int(temp) if temp is not None else None,
             power_w=power_mw / 1000 if power_mw is not None else None,
@@ -174,9 +191,11 @@ class NvmlReader:
 
     def close(self) -> None:
         with self._lock:
-            if self._handles and self._nvml is not None:
+            if self._initialised and self._nvml is not None:
                 query(self._nvml.nvmlShutdown)
+            self._initialised = False
             self._handles.clear()
+            self._indexes.clear()
             self._static.clear()
             self._started = False
 

@@ -2,8 +2,8 @@
 
 :class:`ReplayNvml` answers the same calls as ``pynvml`` (the subset :class:`~tray_app.hardware.gpu.NvmlReader`
 uses) from a timeline file, so the real reading code runs unchanged in tests, demos and
-``monitor --replay``. A field absent or ``null`` in a sample raises ``NVMLError_NotSupported``, as the
-real library does on cards and drivers that lack it.
+``monitor --replay``. A field absent or ``null`` in a sample (or a device's ``memory_total`` set to ``null``)
+raises ``NVMLError_NotSupported``, as the real library does on cards and drivers that lack it.
 
 File format (JSON)::
 
@@ -136,9 +136,11 @@ class ReplayNvml:
         return int(value)
 
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:  # noqa: N802
-        total = int(self.devices[handle]["memory_total"])
+        total = self.devices[handle].get("memory_total")
+        if total is None:
+            raise NVMLError_NotSupported("memory_total")
         used = int(self._field(handle, "memory_used"))
-        return _Memory(total=total, used=used, free=max(0, total - used))
+        return _Memory(total=int(total), used=used, free=max(0, int(total) - used))
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> _Utilization:  # noqa: N802
         return _Utilization(gpu=int(self._field(handle, "gpu_util")), memory=0)

@@ -145,12 +145,12 @@ class AlertEngine:
     # -- ticks -----------------------------------------------------------------------------------
     def update(self, sample: MonitorSample) -> AlertUpdate:
         gpu = sample.gpu
-        if gpu is None or not gpu.memory_total:
+        fraction = gpu.used_fraction if gpu is not None else None
+        if gpu is None or fraction is None:  # no GPU, or the driver does not tell its memory: no alert
             self._forget_gpu()
             self.state = AlertState()
             return AlertUpdate(self.state)
         at = sample.at
-        fraction = gpu.memory_used / gpu.memory_total
         out: list[Notification | None] = []
         previous, self._level = self._level, self._next_level(fraction, at)
         if self._level.rank > previous.rank:
@@ -297,8 +297,8 @@ class AlertEngine:
         return ProtectionRequest(
             actions=(ProtectionAction.NEXT_LOAD_SAFER, ProtectionAction.UNLOAD_WHEN_IDLE),
             reason=reason,
-            vram_used=gpu.memory_used,
-            vram_total=gpu.memory_total,
+            vram_used=gpu.memory_used or 0,  # known here: update() stops first when it is not
+            vram_total=gpu.memory_total or 0,
             runner_pid=sample.host.runner_pid if sample.host else None,
             held_for_s=held,
             at=at,

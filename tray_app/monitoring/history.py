@@ -43,7 +43,7 @@ def _values(s: MonitorSample) -> tuple[float, ...]:
 
     return (
         s.at,
-        num(gpu.memory_used / MIB if gpu else None),
+        num(gpu.memory_used / MIB if gpu and gpu.memory_used is not None else None),
         num(s.model_vram / MIB if s.model_vram is not None else None),
         num(gpu.utilization_percent if gpu else None),
         num(gpu.temperature_c if gpu else None),

@@ -34,7 +34,7 @@ class ModelShareEstimator:
 
     def update(self, gpu: GpuReading | None, host: HostMetrics | None, at: float) -> tuple[int | None, bool]:
         """(runner's VRAM in bytes or None, True when estimated) for this tick."""
-        if gpu is None:
+        if gpu is None or gpu.memory_used is None:  # no GPU, or its memory unknown: nothing to go by
             self._reset()
             return None, False
         used = gpu.memory_used

@@ -40,14 +40,12 @@ class MonitorSample:
 
     @property
     def vram_fraction(self) -> float | None:
-        if self.gpu is None or not self.gpu.memory_total:
-            return None
-        return self.gpu.memory_used / self.gpu.memory_total
+        return self.gpu.used_fraction if self.gpu else None  # None too when the driver does not say
 
     @property
     def other_vram(self) -> int | None:
         """VRAM used by everything but the model (avatar, desktop, browser…)."""
-        if self.gpu is None:
+        if self.gpu is None or self.gpu.memory_used is None:
             return None
         return max(0, self.gpu.memory_used - (self.model_vram or 0))
 

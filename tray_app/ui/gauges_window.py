@@ -228,13 +228,20 @@ class GaugesWindow(QWidget):
         for widget in (self.vram_text, self.vram_gauge, self.legend, self.status_line, *self.gpu_tiles):
             widget.show()
         self.gpu_title.setText(self.tr("Mémoire de la carte graphique — {0}").replace("{0}", gpu.name))
-        self.vram_text.setText(
-            self.tr("{0} utilisés sur {1} ({2})")
-            .replace("{0}", gib_fr(gpu.memory_used))
-            .replace("{1}", gib_fr(gpu.memory_total))
-            .replace("{2}", percent_fr(gpu.used_fraction))
-        )
-        self.vram_gauge.set_values(gpu.memory_total, gpu.memory_used, sample.model_vram, state.vram_level)
+        fraction = gpu.used_fraction
+        if gpu.memory_total is None or gpu.memory_used is None or fraction is None:
+            # the driver does not say: no gauge rather than an empty one that reads « 0 % »
+            for widget in (self.vram_gauge, self.legend, self.status_line):
+                widget.hide()
+            self.vram_text.setText(self.tr("Mémoire utilisée : inconnue (le pilote ne la donne pas)"))
+        else:
+            self.vram_text.setText(
+                self.tr("{0} utilisés sur {1} ({2})")
+                .replace("{0}", gib_fr(gpu.memory_used))
+                .replace("{1}", gib_fr(gpu.memory_total))
+                .replace("{2}", percent_fr(fraction))
+            )
+            self.vram_gauge.set_values(gpu.memory_total, gpu.memory_used, sample.model_vram, state.vram_level)
         self.legend.setText(self._legend_html(sample))
         self.legend.setToolTip(
             self.tr("Windows ne donne pas la mémoire de chaque programme : la part du modèle est estimée "
@@ -271,7 +278,7 @@ class GaugesWindow(QWidget):
 
     def _legend_html(self, sample: MonitorSample) -> str:
         gpu = sample.gpu
-        if gpu is None:
+        if gpu is None or gpu.memory_total is None or gpu.memory_used is None:
             return ""
         free = max(0, gpu.memory_total - gpu.memory_used)
         parts = []

@@ -29,7 +29,8 @@ def tooltip_summary(sample: MonitorSample | None, state: AlertState | None = Non
     state = state or AlertState()
     parts: list[str] = []
     gpu = sample.gpu
-    if gpu is not None and gpu.memory_total:
+    fraction = gpu.used_fraction if gpu is not None else None
+    if gpu is not None and gpu.memory_total is not None and gpu.memory_used is not None and fraction is not None:
         if state.vram_level is VramLevel.CRITIQUE:
             label = _tr("Mémoire graphique pleine :")
         elif state.vram_level is VramLevel.ATTENTION:
@@ -41,7 +42,7 @@ def tooltip_summary(sample: MonitorSample | None, state: AlertState | None = Non
             + _tr("{0} / {1} ({2})")
             .replace("{0}", gib_fr(gpu.memory_used).removesuffix(" Go"))
             .replace("{1}", gib_fr(gpu.memory_total))
-            .replace("{2}", percent_fr(gpu.memory_used / gpu.memory_total))
+            .replace("{2}", percent_fr(fraction))
         )
     else:
         parts.append(_tr("Processeur {0}").replace("{0}", percent_fr(sample.cpu_percent / 100)))

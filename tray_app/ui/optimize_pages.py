@@ -183,7 +183,10 @@ def cpu_fr(s: MachineSummary) -> str:
 def gpu_fr(s: MachineSummary) -> str:
     if s.gpu is None:
         return s.gpu_note_fr[:1].upper() + s.gpu_note_fr[1:] if s.gpu_note_fr else "Pas de carte NVIDIA détectée"
-    text = f"{s.gpu.name} — {size_fr(s.gpu.memory_total)}, dont {size_fr(s.gpu.memory_free)} libres"
+    if s.gpu.memory_total is None or s.gpu.memory_free is None:
+        text = f"{s.gpu.name} — mémoire libre inconnue"
+    else:
+        text = f"{s.gpu.name} — {size_fr(s.gpu.memory_total)}, dont {size_fr(s.gpu.memory_free)} libres"
     if not s.gpu_usable:
         text += f" ({s.gpu_note_fr})"
     return text
