@@ -120,6 +120,32 @@ def test_bad_requests_get_openai_shaped_french_errors(cold_gateway, method, path
     assert words in error["message"]
 
 
+def _exchange(sock: socket.socket, request: bytes) -> tuple[int, str | None, bytes]:
+    """Send one raw request on ``sock`` and read its whole answer, the connection left open:
+    (status, Connection header, body)."""
+    sock.sendall(request)
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.getheader("Connection"), response.read()
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/models", 200), ("OPTIONS", CHAT, 204)])
+def test_a_body_on_a_get_or_options_does_not_spoil_the_next_request_on_the_connection(
+    cold_gateway, method, path, status
+):
+    port = cold_gateway.port
+    stray = b'{"stray": "body"}'
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        first = _exchange(sock, f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                                f"Content-Length: {len(stray)}\r\n\r\n".encode() + stray)
+        second = _exchange(sock, f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert first[0] == status
+    if status == 200:
+        assert json.loads(first[2])["data"][0]["id"] == "tiny-random-llama"
+    assert first[1] != "close"  # kept alive: the second request went on the same connection
+    assert second[0] == 200 and json.loads(second[2])["service"] == "desktop-mate-tray"
+
+
 def test_web_pages_and_rebound_dns_names_are_refused(cold_gateway):
     port = cold_gateway.port
     body = {"messages": HELLO}

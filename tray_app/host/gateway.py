@@ -221,6 +221,10 @@ class Gateway:
             self._refuse(h, "Les pages web ne peuvent pas utiliser le modèle local de Desktop-Mate.")
             return
         path = h.path.split("?", 1)[0].rstrip("/") or "/"
+        if not (method == "POST" and path in POST_ROUTES) and self._read_body(h) is None:
+            # A GET or OPTIONS may carry a body: read past it, or the next request on this keep-alive
+            # connection would be read from its middle. Chunked or too big: answered, connection closed.
+            return
         if method == "OPTIONS":
             self._preflight(h, origin)
         elif method == "GET" and path == "/health":
