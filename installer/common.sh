@@ -9,11 +9,19 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[33mattention : %s\033[0m\n' "$*" >&2; }
 die() { printf '\033[31merreur : %s\033[0m\n' "$*" >&2; exit 1; }
 
-# Installs Debian packages when they are missing. Returns 1 (never exits) when that is impossible
-# (not root and no sudo, no apt-get, package unknown), so the caller decides: skip or fail.
+# How long apt-get waits for another install (unattended upgrades, a second CI job) to release the
+# package lock before giving up, in seconds.
+DM_APT_LOCK_TIMEOUT="${DM_APT_LOCK_TIMEOUT:-600}"
+
+# Installs Debian packages when they are missing. Never exits; returns
+#   0  the packages are installed;
+#   1  this machine cannot install Debian packages at all (no dpkg or apt-get, not root and no sudo
+#      without password): the caller may skip;
+#   2  apt-get was tried and failed, after waiting for the package lock and retrying once with fresh
+#      package lists: a real failure (apt's last lines are on stderr).
 apt_install() {
   local missing=() p
-  command -v dpkg >/dev/null || return 1
+  command -v dpkg >/dev/null && command -v apt-get >/dev/null || return 1
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
@@ -22,13 +30,21 @@ apt_install() {
     sudo="sudo -n"
   fi
   say "Paquets Debian : ${missing[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-      >/dev/null 2>&1; then
+  local lock=(-o "DPkg::Lock::Timeout=$DM_APT_LOCK_TIMEOUT") out
+  out="$(mktemp)"
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends \
+      "${missing[@]}" >"$out" 2>&1; then
     # The package lists may be stale or absent (fresh container): refresh them once and retry.
-    $sudo apt-get update -qq >/dev/null 2>&1 || return 1
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-      >/dev/null 2>&1 || return 1
+    if ! { $sudo apt-get "${lock[@]}" update -qq \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends \
+          "${missing[@]}"; } >"$out" 2>&1; then
+      warn "apt-get n'a pas pu installer ${missing[*]} :"
+      tail -n 5 "$out" >&2
+      rm -f "$out"
+      return 2
+    fi
   fi
+  rm -f "$out"
 }
 
 # The program's version: tray_app.__version__, which must agree with pyproject.toml.

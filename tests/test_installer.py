@@ -133,6 +133,53 @@ def test_shell_scripts_parse():
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 
+# -- installer/ci.sh: SKIP only where the check cannot run at all ----------------------------------------
+
+LOCK_HELD = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)"
+
+
+def _run_ci_with_fake_system(tmp_path: Path, *, system: str = "Linux", uid: int = 0):
+    """installer/ci.sh with fake uname, id, dpkg (nothing installed) and apt-get (the package lock held by
+    another install, exit 100) first on PATH. Returns (result, apt-get's argument lines)."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    calls = tmp_path / "apt-get.calls"
+    scripts = {
+        "uname": f"#!/bin/sh\necho {system}\n",
+        "id": f"#!/bin/sh\necho {uid}\n",
+        "dpkg": "#!/bin/sh\nexit 1\n",
+        "apt-get": f'#!/bin/sh\necho "$*" >> "{calls}"\necho "{LOCK_HELD}" >&2\nexit 100\n',
+    }
+    for name, text in scripts.items():
+        (fake / name).write_text(text, encoding="utf-8")
+        (fake / name).chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path), "DM_CACHE": str(tmp_path / "cache"),
+           "LC_ALL": "C.UTF-8"}
+    result = subprocess.run(["bash", str(INSTALLER / "ci.sh")], capture_output=True, text=True, env=env,
+                            timeout=120)
+    lines = calls.read_text(encoding="utf-8").splitlines() if calls.exists() else []
+    return result, lines
+
+
+def test_ci_fails_without_skip_when_apt_get_cannot_take_the_package_lock(tmp_path):
+    result, apt_calls = _run_ci_with_fake_system(tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "SKIP" not in output
+    assert "apt-get n'a pas pu installer les paquets Debian nécessaires" in result.stderr
+    assert LOCK_HELD in result.stderr  # apt's own reason is shown, not thrown away
+    # apt waited for the lock (instead of failing at once), then retried once with fresh lists
+    assert len(apt_calls) == 2 and all(c.startswith("-o DPkg::Lock::Timeout=600 ") for c in apt_calls), apt_calls
+    assert [c.split()[2] for c in apt_calls] == ["install", "update"], apt_calls
+
+
+def test_ci_skips_where_there_is_no_linux(tmp_path):
+    result, apt_calls = _run_ci_with_fake_system(tmp_path, system="Darwin")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("SKIP: ") and "il faut Linux" in result.stdout
+    assert apt_calls == []
+
+
 # -- Vulkan import library -----------------------------------------------------------------------------
 
 HEADER = """
