@@ -48,6 +48,33 @@ def test_menu_follows_the_state_each_time_it_opens(controller):
     assert menu_texts(controller)[0] == "Desktop-Mate : Prêt"
 
 
+def test_rebuilding_the_menu_and_window_keeps_no_old_widgets(controller, qtbot):
+    """Each open of the menu and each state change (fallback window) rebuilds them: nothing may pile up."""
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QMenu, QWidget
+
+    from tray_app.ui.menu_entries import MenuEntry
+
+    sub = MenuEntry("Choisir un modèle", children=(MenuEntry("a", lambda: None), MenuEntry("b", lambda: None)))
+    controller.sections.append(lambda: [sub])
+
+    def widgets() -> tuple[int, int, int]:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        gc.collect()
+        wrappers = sum(1 for o in gc.get_objects() if isinstance(o, QAction))  # Python side, callbacks held
+        return len(controller.menu.findChildren(QMenu)), len(controller.window.findChildren(QWidget)), wrappers
+
+    controller.rebuild_menu()
+    first = widgets()
+    for n in range(30):
+        controller.set_status(TrayStatus(f"Occupé {n}", IconState.BUSY))  # the window is rebuilt
+        controller.rebuild_menu()
+    assert widgets() == first and first[0] == 1
+
+
 def test_fallback_window_offers_the_same_actions_and_says_why(controller):
     buttons = [b.text() for b in controller.window.findChildren(QPushButton)]
     assert buttons == EXPECTED_MENU

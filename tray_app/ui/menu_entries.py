@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
 
@@ -23,16 +24,31 @@ class MenuEntry:
 
 
 def fill_menu(menu: QMenu, entries: list[MenuEntry]) -> None:
+    """Replace the menu's content with ``entries`` (called each time the menu opens).
+
+    The actions and submenus are made in Python (``QAction(text, menu)``), not by ``addAction(text)``
+    / ``addMenu(text)``: objects Qt makes itself keep their Python wrappers (and the connected callbacks)
+    alive after ``clear()`` deletes them (PySide6 6.11), about 5 kB a rebuild, for ever. And ``clear()``
+    deletes the actions but not the submenus, so those are deleted here.
+    """
+    for action in menu.actions():
+        sub = action.menu()
+        if sub is not None and sub.parent() is menu:
+            sub.deleteLater()
     menu.clear()
     for entry in entries:
         if entry.separator_before:
-            menu.addSeparator()
+            separator = QAction(menu)
+            separator.setSeparator(True)
+            menu.addAction(separator)
         if entry.children:
-            sub = menu.addMenu(entry.text)
+            sub = QMenu(entry.text, menu)
+            menu.addMenu(sub)
             fill_menu(sub, list(entry.children))
             sub.setEnabled(entry.enabled)
             continue
-        action = menu.addAction(entry.text)
+        action = QAction(entry.text, menu)
+        menu.addAction(action)
         if entry.checked is not None:
             action.setCheckable(True)
             action.setChecked(entry.checked)
