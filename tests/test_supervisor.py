@@ -358,6 +358,35 @@ def test_crashes_further_apart_than_the_window_never_step_down():
         sup.close()
 
 
+def test_crashes_that_exhaust_the_ladder_are_retried_after_ten_minutes():
+    """Nothing safer than a short CPU context: repeated crashes give « Erreur », but not for good."""
+    clock = Clock()
+    cpu = RunnerConfig("/m.gguf", n_gpu_layers=0, n_ctx=1024)
+    rec = Recorder()
+    sup = Supervisor(cpu, keep_alive_s=-1, runner_factory=scripted(lambda c: None), clock=clock)
+    sup.add_listener(rec)
+    try:
+        sup.acquire(timeout=5)
+        sup.release()
+        for n in range(3):
+            clock.now += 1
+            crash_serving_runner(sup)
+            if n < 2:
+                rec.wait_for(lambda r: r.states().count(HostState.READY) == n + 2)
+        assert sup.wait_for(HostState.ERROR, 5) is HostState.ERROR
+        assert "Il réessaiera tout seul à la première demande après 10 minutes." in sup.status().message
+        clock.now += 599
+        with pytest.raises(HostUnavailable):
+            sup.acquire(timeout=1)
+        assert len(ScriptedRunner.loads) == 3
+        clock.now += 2  # ten minutes after the last crash: the next request loads again
+        sup.acquire(timeout=5)
+        sup.release()
+        assert sup.state is HostState.READY and len(ScriptedRunner.loads) == 4 and sup.status().failed_configs == ()
+    finally:
+        sup.close()
+
+
 def test_an_out_of_memory_death_steps_down_at_once():
     rec = Recorder()
     sup = Supervisor(GPU, keep_alive_s=-1, runner_factory=scripted(lambda c: None))

@@ -23,7 +23,8 @@ that crashed the engine) proves nothing against its settings. The same configura
 at once when requests wait for it (or the model is kept in memory for good), else at the next request;
 the user reads one sentence (:data:`CRASH_RESTART_FR`, a RESTART event). Only an out-of-memory signature,
 a load that fails with a cause, or :data:`CRASH_LIMIT` crashes of one configuration within
-:data:`CRASH_WINDOW_S` walk the ladder down. Ollama and LM Studio also restart a crashed runner as it was.
+:data:`CRASH_WINDOW_S` walk the ladder down. When crashes alone exhaust the ladder, « Erreur » lasts
+:data:`CRASH_WINDOW_S`: the first request after it tries every configuration again. Ollama and LM Studio also restart a crashed runner as it was.
 
 Pause (:meth:`pause` / :meth:`resume`): while another part of the program needs the machine to itself
 (« Optimiser » measures with its own runners), new requests are refused with the pause's French message
@@ -75,6 +76,7 @@ CRASH_WINDOW_S = 600.0
 CRASH_RESTART_FR = "Le moteur du modèle s'est arrêté ; il redémarre."
 CRASH_IDLE_FR = "Le moteur du modèle s'est arrêté ; il redémarrera à la prochaine demande."
 REPEATED_CRASHES_FR = "Le moteur du modèle s'est arrêté plusieurs fois en quelques minutes."
+CRASH_RETRY_LATER_FR = "Il réessaiera tout seul à la première demande après 10 minutes."
 
 
 @dataclass
@@ -247,6 +249,13 @@ class Supervisor:
                         if self._reported_dead is not runner:  # died, and the worker does not know yet
                             self._reported_dead = runner
                             self._commands.put(_Command("exited", runner=runner))
+                    if self._state is HostState.ERROR and self._retry_at is not None and self._clock() >= self._retry_at:
+                        log.info("crashes are %.0f s old: trying every configuration again", CRASH_WINDOW_S)
+                        self._failed.clear()
+                        self._crashes.clear()
+                        self._retry_at = None
+                        self._failure = None
+                        self._set_state(HostState.IDLE, IDLE_MESSAGE)
                     if self._state is HostState.ERROR:
                         raise HostUnavailable(self._message, failure=self._failure)
                     if not self._load_pending and self._state is not HostState.LOADING:
@@ -372,6 +381,7 @@ class Supervisor:
             with self._cond:
                 self._failed.clear()
                 self._crashes.clear()
+                self._retry_at = None
                 if self._state is HostState.ERROR:
                     self._failure = None
                     self._set_state(HostState.IDLE, IDLE_MESSAGE)
@@ -475,7 +485,12 @@ class Supervisor:
             self._failure = exc.kind
         step = self._next_step()
         if step is None:
-            self._fail(self._exhausted_message(exc.message_fr), exc.kind)
+            if exc.kind is FailureKind.CRASHED:  # only crashes, no cause: worth trying again later
+                with self._cond:
+                    self._retry_at = self._clock() + CRASH_WINDOW_S
+                self._fail(f"{self._exhausted_message(exc.message_fr)} {CRASH_RETRY_LATER_FR}", exc.kind)
+            else:
+                self._fail(self._exhausted_message(exc.message_fr), exc.kind)
             return False
         log.info("fallback: trying %s", step.config.to_dict())
         self._emit(
@@ -511,6 +526,7 @@ class Supervisor:
         self._steps = steps
         self._failed: list[RunnerConfig] = []
         self._crashes: dict[RunnerConfig, list[float]] = {}  # crash times per configuration (clock)
+        self._retry_at: float | None = None  # « Erreur » after crashes only: the next request retries then
 
     def _crash_may_restart(self, config: RunnerConfig) -> bool:
         """Count a crash of ``config``; True while it has crashed fewer than :data:`CRASH_LIMIT` times
