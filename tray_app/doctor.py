@@ -5,7 +5,6 @@ Plain data (``build_report``) rendered either as French text for people or as JS
 
 from __future__ import annotations
 
-import platform
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from tray_app import __version__
 from tray_app.hardware.cpu import CpuInfo, detect_cpu
 from tray_app.hardware.gpu import GpuReading, NvmlReader, default_nvml_reader
 from tray_app.hardware.llama_backend import LlamaBackend, detect_llama_backend
+from tray_app.hardware.system_info import describe_system
 from tray_app.hardware.threads import ThreadAdvice, recommend_threads
 from tray_app.settings import Settings
 
@@ -57,7 +57,7 @@ def build_report(settings: Settings, nvml: NvmlReader | None = None) -> DoctorRe
         advice = ThreadAdvice(settings.get("threads"), "Choisi à la main dans les paramètres.")
     return DoctorReport(
         version=__version__,
-        system=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        system=describe_system(),
         python=sys.version.split()[0],
         cpu=cpu,
         ram_available=psutil.virtual_memory().available,
@@ -77,6 +77,7 @@ def gib(n: int | float) -> str:
 def render_text(r: DoctorReport) -> str:
     cpu = r.cpu
     lines = [f"Desktop-Mate {r.version} — diagnostic de cette machine", ""]
+    lines.append(f"Système : {r.system}")
     lines.append(f"Processeur : {cpu.model}")
     cores = f"  {cpu.physical_cores} cœurs physiques, {cpu.logical_cpus} processeurs logiques"
     if cpu.hybrid:

@@ -12,6 +12,7 @@ cores (E). Token generation is limited by the slowest thread, so the model shoul
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -113,13 +114,18 @@ def cpu_model_name() -> str:
             return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip()
         except OSError:
             pass
+        # Not platform.processor(): on Windows it asks WMI (see hardware/system_info.py).
+        return os.environ.get("PROCESSOR_IDENTIFIER", "").strip() or "processeur inconnu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "processeur inconnu"
+    try:
+        return platform.processor() or platform.machine() or "processeur inconnu"
+    except Exception:  # platform may fail (no uname, missing tools): the name is only informative
+        return "processeur inconnu"
 
 
 def detect_cpu() -> CpuInfo:
