@@ -76,6 +76,10 @@ def run_tray(args: argparse.Namespace) -> int:
     if controller.window is not None:
         controller.window.closed.connect(app.quit)
     program.start()
+    # Only for the Windows check under wine (installer/check_under_wine.sh): what the tray shows.
+    from tray_app.ui.ui_report import start_ui_report
+
+    ui_report = start_ui_report(program.host.status_line)  # noqa: F841 (kept alive until the end)
     log.info("Desktop-Mate %s started in %.0f ms (tray=%s)", __version__,
              (time.perf_counter() - _STARTED) * 1000, use_tray)
     ready = os.environ.get(READY_FILE_ENV)
