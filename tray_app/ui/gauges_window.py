@@ -57,6 +57,8 @@ class _Tile(QFrame):
             self.bar.setRange(0, 100)
             self.bar.setTextVisible(False)
             self.bar.setFixedHeight(8)
+            # Windows' style asks ~370 px for any progress bar: six tiles made the window 2 100 px wide.
+            self.bar.setMinimumWidth(40)
             layout.addWidget(self.bar)
         self.detail = QLabel("")
         self.detail.setStyleSheet("color: #555555;")
