@@ -75,6 +75,19 @@ def test_rebuilding_the_menu_and_window_keeps_no_old_widgets(controller, qtbot):
     assert widgets() == first and first[0] == 1
 
 
+def test_fallback_window_messages_share_one_box_showing_the_latest(controller, qtbot):
+    from PySide6.QtWidgets import QMessageBox
+
+    for n in range(5):
+        controller.notify(f"Message {n}", warning=n == 4)
+    boxes = controller.window.findChildren(QMessageBox)
+    assert len(boxes) == 1 and boxes[0].isVisible()
+    assert boxes[0].text() == "Message 4" and boxes[0].icon() is QMessageBox.Icon.Warning
+    boxes[0].close()
+    controller.notify("Encore")
+    assert controller.window.findChildren(QMessageBox) == boxes and boxes[0].isVisible()
+
+
 def test_fallback_window_offers_the_same_actions_and_says_why(controller):
     buttons = [b.text() for b in controller.window.findChildren(QPushButton)]
     assert buttons == EXPECTED_MENU

@@ -55,6 +55,7 @@ class TrayController(QObject):
         self.tray: QSystemTrayIcon | None = None
         self.window: FallbackWindow | None = None
         self._settings_dialog: SettingsDialog | None = None
+        self._notice_box: QMessageBox | None = None  # the fallback window's messages
         self._window_texts: list[tuple[str, bool, bool | None]] = []
         # Parts of the program add their entries here (model, avatar…), shown under the status line.
         self.sections: list[Callable[[], list[MenuEntry]]] = []
@@ -134,11 +135,17 @@ class TrayController(QObject):
             icon = QSystemTrayIcon.MessageIcon.Warning if warning else QSystemTrayIcon.MessageIcon.Information
             self.tray.showMessage(APP_DISPLAY_NAME, text, icon, 8000)
         else:
-            kind = QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information
-            box = QMessageBox(kind, APP_DISPLAY_NAME, text, parent=self.window)
-            box.setModal(False)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            # One box, its text replaced by the latest message: a user away from the screen does not come
+            # back to a pile of boxes (and the program does not keep one more window per message).
+            box = self._notice_box
+            if box is None:
+                box = self._notice_box = QMessageBox(parent=self.window)
+                box.setWindowTitle(APP_DISPLAY_NAME)
+                box.setModal(False)
+            box.setIcon(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information)
+            box.setText(text)
             box.show()
+            box.raise_()
 
     # -- actions ---------------------------------------------------------------------------------
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
