@@ -103,7 +103,7 @@ def test_health_and_models_answer_without_loading_the_model(cold_gateway):
         ("POST", CHAT, b"[1, 2]", 400, "objet JSON"),
         ("POST", CHAT, b'{"model": "x"}', 400, "« messages » est obligatoire"),
         ("POST", CHAT, b'{"messages": []}', 400, "« messages » est obligatoire"),
-        ("POST", CHAT, b'{"messages": [{"content": "salut"}]}', 400, "« role »"),
+        ("POST", CHAT, b'{"messages": [{"content": "salut"}]}', 400, "« messages[0].role » est obligatoire"),
         ("POST", CHAT, b'{"messages": [{"role": "user", "content": "x"}], "stream": "oui"}', 400, "« stream »"),
         ("POST", "/v1/completions", b'{"max_tokens": 3}', 400, "« prompt » est obligatoire"),
         ("POST", "/v1/embeddings", b"{}", 404, "Adresse inconnue"),
@@ -232,9 +232,10 @@ def test_non_streaming_chat_and_completions(make_gateway):
     assert status == 200 and sse_events(payload)[-1] == "[DONE]"
     assert gw.metrics.last().route == "/v1/completions" and gw.metrics.last().completion_tokens == 4
     assert len(replies) == 1  # completions are not assistant replies
-    # a runner-side validation error comes back OpenAI-shaped, in French
+    # a wrong value is refused before the runner, OpenAI-shaped, in French, naming the field
     status, _, body = call(gw.port, "POST", CHAT, {"messages": HELLO, "max_tokens": "beaucoup"})
-    assert status == 400 and "invalide" in body["error"]["message"] and body["error"]["detail"]
+    assert status == 400 and body["error"]["message"] == "Le champ « max_tokens » doit être un nombre entier."
+    assert body["error"]["param"] == "max_tokens" and body["error"]["code"] == "invalid_type"
 
 
 def test_requests_while_loading_wait_in_a_bounded_queue(make_gateway):

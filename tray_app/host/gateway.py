@@ -49,10 +49,12 @@ from tray_app.host.gateway_http import (
     host_is_loopback,
     openai_error,
     origin_is_loopback,
+    parse_json,
     runner_error,
-    validate_request,
 )
 from tray_app.host.gateway_metrics import MetricsHistory, RequestMetrics, StreamAccountant, reply_of
+from tray_app.host.gateway_stream import EventSplitter, StreamRewriter
+from tray_app.host.openai_request import Refusal, RunnerRequest, translate
 from tray_app.host.host_state import HostState, HostUnavailable
 from tray_app.host.runner import RunnerEndpoint, model_id_for
 from tray_app.host.supervisor import Supervisor
@@ -135,6 +137,7 @@ class Gateway:
         self._turn = FifoTurn()
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self._vocab: tuple[str, int] | None = None  # (model file, its vocabulary size)
 
     # -- life -------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -266,18 +269,19 @@ class Gateway:
 
     def _relay(self, h: _Handler, route: str) -> None:
         chat = route == CHAT_ROUTE
-        body = self._read_body(h)
-        if body is None:
+        raw = self._read_body(h)
+        if raw is None:
             return
-        parsed = validate_request(body, chat)
-        if isinstance(parsed, str):
-            self._error(h, 400, parsed, "invalid_request_error", "invalid_request")
+        parsed, problem = parse_json(raw)
+        request = translate(parsed, chat=chat, n_vocab=self._n_vocab()) if not problem else Refusal(problem, None)
+        if isinstance(request, Refusal):
+            self._error(h, request.status, request.message_fr, "invalid_request_error", request.code, request.param)
             return
-        stream = bool(parsed.get("stream"))
+        stream = request.stream
         # Whatever name the client used ("gpt-4o"…), answers carry our model's name: the runner would
         # otherwise echo that name, or without one the model file's full path.
-        parsed["model"] = self.model_id
-        body = json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        request.body["model"] = self.model_id
+        body = json.dumps(request.body, ensure_ascii=False).encode("utf-8")
         with self._pending_lock:
             if self._pending >= self.options.max_pending:
                 refused = True
@@ -309,7 +313,7 @@ class Gateway:
                         return
                     try:
                         with self.supervisor.generating():
-                            sent = self._forward(h, endpoint, route, body, stream, chat, arrived, loaded_for_it,
+                            sent = self._forward(h, endpoint, route, body, request, arrived, loaded_for_it,
                                                  last_attempt=attempt == 2)
                     finally:
                         self._turn.release()
@@ -324,34 +328,37 @@ class Gateway:
                 self._pending -= 1
 
     def _forward(
-        self, h: _Handler, endpoint: RunnerEndpoint, route: str, body: bytes, stream: bool, chat: bool,
+        self, h: _Handler, endpoint: RunnerEndpoint, route: str, body: bytes, request: RunnerRequest,
         arrived: float, loaded_for_it: bool, *, last_attempt: bool = True,
     ) -> bool:
         """Relay one request; False (nothing sent to the client) when the runner could not be reached."""
+        chat, stream = route == CHAT_ROUTE, request.stream
         sent_at = time.perf_counter()
         acc = StreamAccountant(chat, sent_at)
-        conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self.options.upstream_timeout_s)
+
+        def unreachable() -> bool:
+            if not last_attempt:
+                return False
+            self._error(h, 503, RUNNER_UNREACHABLE_FR, "server_error", "runner_unreachable", retry_after=5)
+            self._record(route, stream, 503, arrived, sent_at, None, acc, loaded_for_it, RUNNER_UNREACHABLE_FR)
+            return True
+
+        def runner_refused(status: int, data: bytes) -> bool:
+            status, error = runner_error(status, data, request.grammar_param)
+            self._send_json(h, status, error)
+            self._record(route, stream, status, arrived, sent_at, None, acc, loaded_for_it, error["error"]["message"])
+            return True
+
+        conn = self._runner_connection(endpoint)
         try:
             try:
-                conn.connect()
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                headers = {"Content-Type": "application/json", **endpoint.headers}
-                conn.request("POST", route, body=body, headers=headers)
-                response = conn.getresponse()
+                response = self._post(conn, endpoint, route, body)
             except (OSError, http.client.HTTPException) as exc:
                 log.warning("gateway: runner unreachable: %s", exc)
-                if not last_attempt:
-                    return False
-                self._error(h, 503, RUNNER_UNREACHABLE_FR, "server_error", "runner_unreachable", retry_after=5)
-                self._record(route, stream, 503, arrived, sent_at, None, acc, loaded_for_it, RUNNER_UNREACHABLE_FR)
-                return True
+                return unreachable()
             content_type = response.getheader("Content-Type", "")
             if response.status != 200:
-                status, error = runner_error(response.status, _read_all(response))
-                self._send_json(h, status, error)
-                self._record(route, stream, status, arrived, sent_at, None, acc, loaded_for_it,
-                             error["error"]["message"])
-                return True
+                return runner_refused(response.status, _read_all(response))
 
             finished: list[bool] = []
 
@@ -367,7 +374,17 @@ class Gateway:
                     self._call_hooks(self.reply_hooks, acc.text)
 
             if stream and content_type.startswith("text/event-stream"):
-                self._relay_stream(h, response, acc, finish)
+                splitter = EventSplitter()
+                first = self._first_events(response, splitter)
+                if not first:
+                    # The stream ended before its first event: nothing is sent yet, so the client can
+                    # still get the right status. The same request, plain and one token long, says why.
+                    probe = self._probe_failure(endpoint, route, request)
+                    if probe is None:
+                        return unreachable()
+                    return runner_refused(*probe)
+                rewriter = StreamRewriter(include_usage=request.include_usage, tools=request.tools)
+                self._relay_stream(h, response, first, splitter, rewriter, acc, finish)
             else:
                 data = _read_all(response)
                 try:
@@ -382,8 +399,53 @@ class Gateway:
         finally:
             conn.close()
 
+    def _runner_connection(self, endpoint: RunnerEndpoint) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self.options.upstream_timeout_s)
+
+    @staticmethod
+    def _post(conn: http.client.HTTPConnection, endpoint: RunnerEndpoint, route: str, body: bytes
+              ) -> http.client.HTTPResponse:
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.request("POST", route, body=body, headers={"Content-Type": "application/json", **endpoint.headers})
+        return conn.getresponse()
+
+    @staticmethod
+    def _first_events(response: http.client.HTTPResponse, splitter: EventSplitter) -> list[bytes]:
+        """Read until the runner's first whole event; [] when the stream ends (or breaks) before it."""
+        while True:
+            try:
+                data = response.read1(65536)
+            except (OSError, http.client.HTTPException) as exc:
+                log.warning("gateway: runner stream broken before its first event: %s", exc)
+                return []
+            if not data:
+                return []
+            events = [e for e in splitter.feed(data) if e.strip()]
+            if events:
+                return events
+
+    def _probe_failure(self, endpoint: RunnerEndpoint, route: str, request: RunnerRequest
+                       ) -> tuple[int, bytes] | None:
+        """(status, body) of the same request sent plain with one token; None when the runner is gone."""
+        body = dict(request.body, stream=False, max_tokens=1)
+        body.pop("min_tokens", None)
+        conn = self._runner_connection(endpoint)
+        try:
+            response = self._post(conn, endpoint, route, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+            data = _read_all(response)
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("gateway: runner gone after a stream that did not start: %s", exc)
+            return None
+        finally:
+            conn.close()
+        if response.status == 200:  # plain works: the stream itself failed (the runner's log says why)
+            return 500, b""
+        return response.status, data
+
     def _relay_stream(
-        self, h: _Handler, response: http.client.HTTPResponse, acc: StreamAccountant, finish: Callable[[], None]
+        self, h: _Handler, response: http.client.HTTPResponse, first: list[bytes], splitter: EventSplitter,
+        rewriter: StreamRewriter, acc: StreamAccountant, finish: Callable[[], None],
     ) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -393,7 +455,17 @@ class Gateway:
         self._cors_headers(h)
         h.end_headers()
         write = h.wfile.write
+
+        def send(events: list[bytes]) -> None:
+            now = time.perf_counter()
+            out = b"".join(e for e in map(rewriter.rewrite, events) if e is not None)
+            if out:
+                write(b"%X\r\n%s\r\n" % (len(out), out))
+            for event in events:
+                acc.feed(event, now)
+
         try:
+            send(first)
             while True:
                 try:
                     data = response.read1(65536)
@@ -402,9 +474,9 @@ class Gateway:
                     break
                 if not data:
                     break
-                now = time.perf_counter()
-                write(b"%X\r\n%s\r\n" % (len(data), data))
-                acc.feed(data, now)
+                events = splitter.feed(data)
+                if events:
+                    send(events)
             if not acc.done:
                 event = b"data: " + json.dumps(
                     openai_error(STREAM_BROKEN_FR, kind="server_error", code="runner_stopped"), ensure_ascii=False
@@ -417,6 +489,18 @@ class Gateway:
             h.close_connection = True
             acc.error = acc.error or "Le programme qui a posé la question est parti avant la fin de la réponse."
             finish()
+
+    def _n_vocab(self) -> int | None:
+        """The model's vocabulary size (its file's header, read once per file), to check ``logit_bias``."""
+        path = self.supervisor.base_config.model_path
+        if self._vocab is None or self._vocab[0] != path:
+            from tray_app.models.gguf_info import ModelFileError, read_model_info
+
+            try:
+                self._vocab = (path, read_model_info(path).n_vocab or 0)
+            except (ModelFileError, OSError):
+                self._vocab = (path, 0)
+        return self._vocab[1] or None
 
     # -- helpers ------------------------------------------------------------------------------------
     def _record(

@@ -22,7 +22,10 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from tray_app.host.runner_engine_patches import INVALID_GRAMMAR
+
 log = logging.getLogger(__name__)
+
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 RUNNER_UNREACHABLE_FR = "Le moteur du modèle ne répond pas. Réessayez dans quelques secondes."
@@ -97,34 +100,25 @@ class FifoTurn:
 
 
 # -- requests and the runner's errors ---------------------------------------------------------------
-def validate_request(body: bytes, chat: bool) -> dict[str, Any] | str:
-    """The parsed request, or a French sentence that says what is wrong."""
+def parse_json(body: bytes) -> tuple[Any, str]:
+    """(the request's JSON, "") or (None, a French sentence that says what is wrong)."""
     try:
-        request = json.loads(body)
+        return json.loads(body), ""
     except (ValueError, UnicodeDecodeError):
-        return "Le corps de la requête n'est pas du JSON valide."
-    if not isinstance(request, dict):
-        return "Le corps de la requête doit être un objet JSON."
-    if "stream" in request and not isinstance(request["stream"], bool):
-        return "Le champ « stream » doit valoir true ou false."
-    if chat:
-        messages = request.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return "Le champ « messages » est obligatoire : une liste de messages, au moins un."
-        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-            return "Chaque message doit être un objet avec un champ « role » (system, user ou assistant)."
-    else:
-        prompt = request.get("prompt")
-        if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
-            return "Le champ « prompt » est obligatoire : un texte."
-    return request
+        return None, "Le corps de la requête n'est pas du JSON valide."
+    except RecursionError:  # thousands of nested brackets
+        return None, "Le corps de la requête est trop profondément imbriqué."
 
 
-def runner_error(status: int, data: bytes) -> tuple[int, dict[str, Any]]:
-    """The runner's error answer in OpenAI shape with a French message; its own words go in ``detail``."""
+def runner_error(status: int, data: bytes, grammar_param: str | None = None) -> tuple[int, dict[str, Any]]:
+    """The runner's error answer in OpenAI shape with a French message; its own words go in ``detail``.
+
+    ``grammar_param``: the request's field a grammar came from (``grammar``, ``response_format``,
+    ``tool_choice``), named when llama.cpp could not parse it.
+    """
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     detail: Any = error.get("message") if isinstance(error, dict) else (
@@ -133,20 +127,38 @@ def runner_error(status: int, data: bytes) -> tuple[int, dict[str, Any]]:
     if isinstance(detail, str):
         detail = detail.split("\n\n  File ")[0].strip()  # the runner appends a traceback excerpt
     code = error.get("code") if isinstance(error, dict) else None
+    param = None
     if code == "context_length_exceeded":
         message = ("La conversation est trop longue pour la mémoire du modèle. Commencez une nouvelle "
                    "conversation ou raccourcissez le message.")
-        status = 400
+        status, param = 400, "messages"
+    elif INVALID_GRAMMAR in str(detail):
+        what = {"response_format": "le schéma JSON de « response_format »",
+                "tool_choice": "les paramètres de l'outil demandé"}.get(grammar_param or "", "la grammaire (« grammar »)")
+        message = f"Le moteur du modèle ne peut pas lire {what} : vérifiez sa syntaxe."
+        status, code, param = 400, "invalid_grammar", grammar_param or "grammar"
     elif status in (400, 422) or "validation error" in str(detail):  # the runner says 500 for these
         message = "La requête est invalide : un champ a une valeur incorrecte (voir « detail »)."
         status, code = 400, code or "invalid_request"
+        param = _validation_param(detail)
     elif status == 401:
         message, status, code = RUNNER_UNREACHABLE_FR, 503, "runner_unreachable"
     else:
         message = "Le moteur du modèle a rencontré une erreur. Réessayez ; les détails sont dans le journal."
-        code = code or "runner_error"
+        status, code = 500, code or "runner_error"
     log.warning("gateway: runner answered HTTP %s: %s", status, str(detail)[:500])
     kind = "invalid_request_error" if status == 400 else "server_error"
-    body = openai_error(message, kind=kind, code=code)
+    body = openai_error(message, kind=kind, code=code, param=param)
     body["error"]["detail"] = detail
     return status, body
+
+
+def _validation_param(detail: Any) -> str | None:
+    """« messages[0].content » from a pydantic error list (``loc``: ["body", "messages", 0, "content"])."""
+    if not (isinstance(detail, list) and detail and isinstance(detail[0], dict)):
+        return None
+    loc = [part for part in detail[0].get("loc", ()) if part != "body"]
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None

@@ -1,7 +1,8 @@
 """Entry point of the runner process: ``python -m llama_cpp.server`` plus a parent watchdog.
 
 Run as a script path (``python .../runner_entry.py ARGS``), not as ``-m tray_app…``: the runner then needs
-only the standard library and llama-cpp-python, wherever the ``tray_app`` package lives.
+only the standard library and llama-cpp-python, wherever the ``tray_app`` package lives. Before the server
+starts, :mod:`runner_engine_patches` (beside this file) fixes three behaviours of the engine (see there).
 
 Why not plain ``python -m llama_cpp.server``: if the tray process dies without stopping its runner (crash,
 Task Manager), an orphaned runner would keep the whole model in VRAM and RAM, and the next start would
@@ -61,6 +62,7 @@ def main() -> None:
     sys.argv[0] = "llama_cpp.server"
     code = 0
     try:
+        _engine_patches(here).apply()
         runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = _exit_status(exc.code)
@@ -74,6 +76,19 @@ def main() -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def _engine_patches(folder: str):  # noqa: ANN202 - a module
+    """``runner_engine_patches.py`` beside this file, loaded by path (our folder is off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "desktop_mate_runner_engine_patches", os.path.join(folder, "runner_engine_patches.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _exit_status(code: object) -> int:

@@ -1,0 +1,102 @@
+"""Three changes to llama-cpp-python's engine, made inside the runner process only.
+
+Loaded by :mod:`tray_app.host.runner_entry` before the server starts (standard library and llama_cpp
+only: the runner does not import ``tray_app``). Each fixes a behaviour of llama-cpp-python 0.3.x that the
+gateway cannot repair from outside the process:
+
+* **An invalid grammar kills the process.** For the ``grammar`` field, or a grammar built from a
+  ``response_format`` JSON schema, llama.cpp's ``llama_sampler_init_grammar`` returns NULL when it cannot
+  parse it; llama-cpp-python adds that NULL to its sampler chain and the process dies (SIGSEGV) at the
+  next token. Here the NULL is refused with a Python error whose text starts with
+  :data:`INVALID_GRAMMAR`; the server answers it as an HTTP error and the gateway as a 400 naming the
+  field. llama.cpp itself decides what is valid: no second parser to keep in step with it.
+* **A streamed answer carries no token counts.** OpenAI's ``stream_options.include_usage`` asks for them
+  in a last chunk ``{"choices": [], "usage": {...}}``. Here every streamed completion ends with such a
+  chunk, counted from the tokens the engine really evaluated and generated (the same counts as a plain
+  answer's ``usage``); the gateway passes it on only to the clients that asked for it.
+* **A seed did not give the same answer twice.** The engine reuses the part of the previous prompt that
+  is the same; evaluating the prompt in other pieces changes the numbers slightly, enough to change what
+  is sampled at temperature 1. A request with a ``seed`` evaluates its whole prompt again.
+
+The server handles one request at a time (its own lock), so the counts of the request being answered
+live on the model object.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterator
+
+INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
+_USAGE = "_desktop_mate_usage"
+
+
+def apply() -> None:
+    import llama_cpp
+    from llama_cpp import _internals
+
+    def add_grammar(self: Any, model: Any, grammar: Any) -> None:
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not sampler:  # llama.cpp printed why on stderr (the runner's log)
+            raise ValueError(f"{INVALID_GRAMMAR}: llama.cpp could not parse the grammar")
+        llama_cpp.llama_sampler_chain_add(self.sampler, sampler)
+
+    _internals.LlamaSampler.add_grammar = add_grammar
+
+    llama_class = llama_cpp.Llama
+    is_end = llama_cpp.llama_vocab_is_eog
+    original_generate = llama_class.generate
+
+    @functools.wraps(original_generate)
+    def generate(self: Any, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+        usage = {"prompt_tokens": len(tokens), "completion_tokens": 0}
+        setattr(self, _USAGE, usage)
+        vocab = self._model.vocab
+        for token in original_generate(self, tokens, *args, **kwargs):
+            if not is_end(vocab, token):  # the end token is not part of the answer (as in usage)
+                usage["completion_tokens"] += 1
+            yield token
+
+    llama_class.generate = generate
+
+    original_completion = llama_class.create_completion
+
+    @functools.wraps(original_completion)
+    def create_completion(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("seed") is not None:
+            self.reset()  # the whole prompt is evaluated again: same seed, same answer
+        return original_completion(self, *args, **kwargs)
+
+    llama_class.create_completion = create_completion
+
+    for name in ("__call__", "create_chat_completion"):  # what the server calls for each route
+        setattr(llama_class, name, _ending_streams_with_usage(getattr(llama_class, name)))
+
+
+def _ending_streams_with_usage(original: Any) -> Any:
+    @functools.wraps(original)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        setattr(self, _USAGE, None)  # set again by generate() for this request
+        result = original(self, *args, **kwargs)
+        return _with_usage(self, result) if kwargs.get("stream") else result
+
+    return call
+
+
+def _with_usage(llama: Any, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    last: dict[str, Any] | None = None
+    for chunk in chunks:
+        last = chunk
+        yield chunk
+    usage = getattr(llama, _USAGE, None)
+    if last is not None and usage is not None:
+        yield {
+            "id": last.get("id"),
+            "object": last.get("object"),
+            "created": last.get("created"),
+            "model": last.get("model"),
+            "choices": [],
+            "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+        }
