@@ -3,10 +3,9 @@ import logging
 
 import pytest
 
+from tests.conftest import RTX4050_RECORDING, run_cli
 from tray_app import cli
 from tray_app.paths import app_paths
-
-from .conftest import RTX4050_RECORDING, run_cli
 
 
 def test_doctor_prints_a_french_summary():

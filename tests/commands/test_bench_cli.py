@@ -1,0 +1,56 @@
+"""``desktop-mate-tray bench``: a real subprocess, real runners, the tiny model (the demo model: heavy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_bench_quick_json_on_the_tiny_model(tiny_gguf: Path, isolated_home: Path):
+    done = run_cli("bench", str(tiny_gguf), "--quick", "--json", timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["machine"]["gpu"] is None
+    assert report["machine"]["gpu_note"] == "pas de carte NVIDIA détectée"
+    search = report["search"]
+    trials = search["trials"]
+    assert len(trials) >= 3 and trials[-1]["control"]
+    assert trials[0]["point"] == search["start_point"]
+    # q8_0 is left out for this model (16-wide heads): nothing crashed, every trial was measured
+    assert all(t["measurement"]["stable"] for t in trials)
+    fastest = max(t["measurement"]["gen_tps"] for t in trials)
+    for t in trials:  # --quick: 2 requests each, 1 for a configuration already under half the fastest
+        samples = t["measurement"]["gen_samples"]
+        assert len(samples) == 2 or (len(samples) == 1 and samples[0] < fastest / 2)
+    assert search["after"]["gen_tps"] > 0 and search["wall_s"] > 0
+    assert search["best_config"]["model_path"] == str(tiny_gguf)
+    assert not (isolated_home / "config" / "settings.json").exists() or "optimized_config" not in (
+        isolated_home / "config" / "settings.json"
+    ).read_text(encoding="utf-8")  # nothing applied
+
+
+def test_bench_refuses_a_missing_model_in_french(tmp_path: Path):
+    done = run_cli("bench", str(tmp_path / "absent.gguf"))
+    assert done.returncode == 2
+    assert "introuvable" in done.stdout + done.stderr
+
+
+def test_bench_help_is_french():
+    done = run_cli("bench", "--help")
+    assert done.returncode == 0
+    assert "toutes les combinaisons" in done.stdout and "--quick" in done.stdout
+
+
+@pytest.mark.heavy
+def test_bench_demo_quick_prints_the_result_in_french():
+    done = run_cli("bench", "demo", "--quick", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "Modèle : SmolLM2" in out and "Recherche :" in out and "Meilleur réglage :" in out
+    # the headline's story depends on what was measured: faster answers (mots/seconde) or an earlier
+    # first word (premier mot); one of the two is always told
+    assert "mots/seconde" in out or "premier mot" in out
