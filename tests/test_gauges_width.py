@@ -1,4 +1,5 @@
-"""The gauges window fits a small laptop screen with Windows' widget style too (seen under wine: 2 119 px).
+"""The gauges window fits a small laptop screen with Windows' widget style too (seen under wine: 2 119 px
+wide, and 783 px high over a 780-pixel work area).
 
 Windows' style ("windowsvista", "windows11") asks about 370 px for any QProgressBar; six tiles side by side
 made the window wider than a 1280-pixel screen (a 1920×1080 laptop at 150 %). The style is simulated here.
@@ -38,5 +39,7 @@ def test_gauges_fit_1280_pixels_with_windows_wide_progress_bars(qtbot):
         window.show()
         qtbot.waitExposed(window)
         assert window.width() <= 1280
+        room = window.screen().availableGeometry()  # and it opens within the screen, above the taskbar
+        assert window.width() <= room.width() and window.height() <= room.height()
     finally:
         app.setStyle(old_style)

@@ -93,6 +93,10 @@ class GaugesWindow(QWidget):
         self._shown_total: int | None = -1  # VRAM total the plots are scaled for (-1: not yet)
         self.setWindowTitle(self.tr("Jauges — Desktop-Mate"))
         self.resize(960, 760)
+        screen = self.screen()
+        if screen is not None:  # a 1920×1080 laptop at 150 % leaves ~1280×680 above the taskbar
+            room = screen.availableGeometry()
+            self.resize(min(960, room.width() - 16), min(760, room.height() - 40))  # title bar, borders
         root = QVBoxLayout(self)
 
         # -- graphics memory --------------------------------------------------------------------
