@@ -108,7 +108,10 @@ main() {
     vk_prefix="$VK_PREFIX"
     backends="cpu+vulkan"
   fi
+  # "single" is AVX2 (the key says so: the first "single" builds had ggml's cross-compiling default,
+  # plain x86-64 without AVX, ten times slower).
   key="$llama_version-$backends-cpu_$cpu_variants"
+  [ "$cpu_variants" = all ] || key="$key-avx2"
   out="$DM_CACHE_DIR/win64-llama/$key"
   if [ -f "$out/BUILD-INFO.txt" ]; then
     echo "$out"
@@ -118,7 +121,10 @@ main() {
   build="$DM_CACHE_DIR/win64-llama/build-$key"
   mkdir -p "$build"
   local cpu_args=(-DGGML_CPU_ALL_VARIANTS=ON)
-  [ "$cpu_variants" = all ] || cpu_args=(-DGGML_CPU_ALL_VARIANTS=OFF)
+  # Cross-compiling, ggml turns every instruction set off unless asked (GGML_NATIVE=OFF): the single
+  # plugin asks for the AVX2 generation (Haswell, 2013, and later), like the "haswell" variant.
+  [ "$cpu_variants" = all ] || cpu_args=(-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_SSE42=ON -DGGML_AVX=ON
+    -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
   local targets=(llama ggml)
   if [ "$backends" = cpu+vulkan ]; then
     vk_args=(-DGGML_VULKAN=ON
