@@ -113,12 +113,30 @@ LLAMA_LOAD_BACKENDS = '''
 # GGML_BACKEND_DL, so its backends (ggml-cpu-*.dll, ggml-vulkan.dll) are plugins that ggml would look
 # for beside python.exe. Load them from this lib folder before llama_backend_init() looks elsewhere;
 # a plugin that cannot load (no Vulkan driver) is skipped and the CPU plugin remains.
+# ggml says "load_backend: loaded CPU backend from C:\\..." on stderr for each plugin: that line would
+# open the console output of every command (doctor, bench...), in English. Only its warnings and errors
+# are let through while the plugins load.
 if os.name == "nt" and any(_base_path.glob("ggml-cpu*.dll")):
     _ggml_dl = ctypes.CDLL(str(_base_path / "ggml.dll"))
     _ggml_dl.ggml_backend_reg_count.restype = ctypes.c_size_t
     _ggml_dl.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
     if _ggml_dl.ggml_backend_reg_count() == 0:
-        _ggml_dl.ggml_backend_load_all_from_path(str(_base_path).encode("utf-8"))
+        import sys as _sys
+
+        _ggml_base_dl = ctypes.CDLL(str(_base_path / "ggml-base.dll"))
+        _GGML_LOG = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+        _ggml_base_dl.ggml_log_set.argtypes = [_GGML_LOG, ctypes.c_void_p]
+
+        def _ggml_warnings_only(level, text, _data):
+            if level in (3, 4) and text and _sys.stderr is not None:  # GGML_LOG_LEVEL_WARN, _ERROR
+                _sys.stderr.write(text.decode("utf-8", "replace"))
+
+        _ggml_quiet = _GGML_LOG(_ggml_warnings_only)
+        _ggml_base_dl.ggml_log_set(_ggml_quiet, None)
+        try:
+            _ggml_dl.ggml_backend_load_all_from_path(str(_base_path).encode("utf-8"))
+        finally:
+            _ggml_base_dl.ggml_log_set(_GGML_LOG(), None)  # back to ggml's own logging (stderr)
 '''
 
 
