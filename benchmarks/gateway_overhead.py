@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from tray_app.host.chat_probe import stream_chat  # noqa: E402
 from tray_app.host.gateway import Gateway, GatewayOptions  # noqa: E402
-from tray_app.host.runner_config import RunnerConfig  # noqa: E402
+from tray_app.planning.runner_config import RunnerConfig  # noqa: E402
 from tray_app.host.supervisor import Supervisor  # noqa: E402
 
 
@@ -89,7 +89,7 @@ import json, sys
 sys.path.insert(0, {repo!r})
 from tray_app.host.gateway import Gateway, GatewayOptions
 from tray_app.host.host_state import HostState
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.supervisor import Supervisor
 sup = Supervisor(RunnerConfig(**{config!r}), keep_alive_s=-1)
 gw = Gateway(sup, GatewayOptions(port=0))
@@ -226,7 +226,7 @@ import json, sys, psutil
 sys.path.insert(0, {repo!r})
 from tray_app.host.gateway import Gateway, GatewayOptions
 from tray_app.host.supervisor import Supervisor
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 sup = Supervisor(RunnerConfig({model!r}), keep_alive_s=-1)
 gw = Gateway(sup, GatewayOptions(port=0)); gw.start()
 heavy = sorted(m for m in ("llama_cpp", "fastapi", "uvicorn", "pydantic", "numpy") if m in sys.modules)

@@ -17,7 +17,7 @@ from tray_app.benchmark.space import Point, config_for
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.gpu import GpuReading
 from tray_app.hardware.llama_backend import LlamaBackend
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 
 CPU = CpuInfo("Intel Core i7-13700H", 14, 20, 6, 8, tuple(range(12)), 16 << 30, "test")
 GPU = GpuReading(0, "NVIDIA GeForce RTX 4050 Laptop GPU", "GPU-1", "560.94", 6 << 30, 1400 << 20,

@@ -249,7 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
     BoolSetting("notify_model_unloaded", default=True),
     BoolSetting("notify_runner_restarted", default=True),
     # -- « Optimiser » (tray_app.benchmark): no label, written by the wizard, never by the dialog --
-    # The applied optimisation (JSON, see tray_app.benchmark.tuning.Tuning); empty = never optimised.
+    # The applied optimisation (JSON, see tray_app.planning.applied_tuning.Tuning); empty = never optimised.
     TextSetting("optimized_config", default="", max_length=8192),
     # The very first start proposes « Optimiser » once; True once proposed, whatever the answer.
     BoolSetting("optimize_offered", default=False),

@@ -13,13 +13,13 @@ import psutil
 import pytest
 
 from tests.conftest import wait_all_gone
-from tray_app.benchmark.affinity import affinity_of
+from tray_app.hardware.affinity import affinity_of
 from tray_app.benchmark.engine import BenchmarkError, RunnerMeasurer
 from tray_app.benchmark.search import BenchmarkCancelled, grid_search
 from tray_app.benchmark.space import Dimension, Point, SearchSpace, config_for
 from tray_app.benchmark.workload import Workload, conversation
 from tray_app.hardware.cpu import detect_cpu
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 
 SMALL = Workload(repetitions=2, max_tokens=16, warmup_tokens=4)
 

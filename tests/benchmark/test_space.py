@@ -13,7 +13,7 @@ from tray_app.benchmark.space import (
     gpu_layer_values,
 )
 from tray_app.hardware.cpu import CpuInfo
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 
 TWO_CORES = CpuInfo("AMD EPYC", 2, 2, 2, 0, (), 24 << 30, "sysfs")
 # Intel i7-13700H: 6 P-cores with hyper-threading (12 logical) + 8 E-cores = 20 logical CPUs.

@@ -24,15 +24,15 @@ from tray_app.benchmark.saved import (
     needs_reoptimization,
     results_path,
     should_offer_optimization,
+    tuning_from_result,
 )
-from tray_app.benchmark.tuning import (
+from tray_app.planning.applied_tuning import (
     Tuning,
     apply_tuning,
     load_tuning,
     tuned_config,
-    tuning_from_result,
 )
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
 
@@ -104,7 +104,7 @@ def test_a_longer_context_than_measured_keeps_the_plans_gpu_layers(model: Path, 
 def test_a_bigger_kv_cache_per_token_than_measured_is_not_given_more_layers(model: Path):
     from dataclasses import replace
 
-    from tray_app.benchmark.tuning import _fits_as_measured
+    from tray_app.planning.applied_tuning import _fits_as_measured
 
     compact = replace(measured_33_layers_at_4096(model), type_k="q8_0", type_v="q8_0", flash_attn=True)
     run = RunnerConfig(str(model), n_gpu_layers=28, n_ctx=4096, type_k="q8_0", type_v="q8_0", flash_attn=True)

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import wait_gone
 from tray_app.host.gateway import Gateway, GatewayOptions, PortUnavailable
 from tray_app.host.host_state import HostState
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.supervisor import Supervisor
 
 CHAT = "/v1/chat/completions"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.host.test_gateway import CHAT, WORDS_ONLY, call, sse_events
 from tray_app.host.gateway import Gateway, GatewayOptions
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.supervisor import Supervisor
 
 HELLO = [{"role": "user", "content": "Quel temps fait-il à Paris ?"}]

@@ -22,7 +22,7 @@ from tray_app.host.runner import (
     model_id_for,
     runner_environment,
 )
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import BoundedLog, OutputWatcher, RunnerPhase
 
@@ -226,7 +226,7 @@ def test_an_orphaned_runner_exits_when_its_parent_dies(tiny_gguf, tmp_path):
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
         from tray_app.host.runner import Runner
-        from tray_app.host.runner_config import RunnerConfig
+        from tray_app.planning.runner_config import RunnerConfig
         r = Runner(RunnerConfig({str(tiny_gguf)!r}, n_ctx=512))
         r.load(60)
         print(r.pid, flush=True)

@@ -23,7 +23,7 @@ from tray_app.host.fallback import (
 )
 from tray_app.host.host_state import EventKind, HostEvent, HostState, HostUnavailable
 from tray_app.host.runner import RunnerEndpoint
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError
 from tray_app.host.supervisor import Supervisor
 

@@ -8,13 +8,13 @@ Public API
 * :func:`~tray_app.benchmark.saved.apply_result`, :func:`~tray_app.benchmark.saved.needs_reoptimization`,
   :func:`~tray_app.benchmark.saved.should_offer_optimization`,
   :func:`~tray_app.benchmark.saved.mark_optimization_offered`.
-* For the host: :func:`~tray_app.benchmark.tuning.tuned_config` (the applied settings on top of the
-  memory plan) and :func:`~tray_app.benchmark.affinity.pin_processes` (P-cores pinning).
+* What « Appliquer » saves is used by the plan (:func:`~tray_app.planning.applied_tuning.tuned_config`)
+  and the host (:func:`~tray_app.hardware.affinity.pin_processes`, P-cores pinning): both below this layer.
 
 Layout: ``workload`` (the Kira conversation), ``space`` (what is explored), ``objective`` (what is
 better), ``search`` (coordinate descent and grid, on any measuring function), ``engine`` (measuring
 with real runner processes), ``sampler`` (memory peaks, contention, throttling), ``optimizer`` (all of
-it together), ``report_fr`` (French wording), ``tuning``/``saved``/``identity`` (applying and keeping it).
+it together), ``report_fr`` (French wording), ``saved``/``identity`` (keeping it, and when to measure again).
 """
 
 from typing import Any
@@ -23,7 +23,7 @@ __all__ = ["BenchmarkCancelled", "BenchmarkError"]
 
 
 def __getattr__(name: str) -> Any:
-    """The two exceptions, imported when asked for: the tray imports ``saved`` and ``tuning`` at start-up
+    """The two exceptions, imported when asked for: the tray imports ``saved`` at start-up
     and must not pay for the measuring engine (``engine``, ``search``, ``statistics``…) it may never use."""
     if name == "BenchmarkError":
         from tray_app.benchmark.engine import BenchmarkError

@@ -16,7 +16,7 @@ from tray_app.benchmark.identity import MachineIdentity, current_identity
 from tray_app.hardware.cpu import CpuInfo, detect_cpu
 from tray_app.hardware.gpu import NO_NVIDIA_GPU, GpuReading, NvmlReader
 from tray_app.hardware.llama_backend import LlamaBackend, detect_llama_backend
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.planning.vram_estimate import safety_margin
 
 log = logging.getLogger(__name__)

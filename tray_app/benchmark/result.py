@@ -15,7 +15,7 @@ from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.objective import Thresholds
 from tray_app.benchmark.search import Trial
 from tray_app.benchmark.space import Point
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 
 DEFAULT_WORDS_PER_TOKEN = 0.65  # French with an English-centred tokenizer: about 1.5 tokens a word
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tray_app.benchmark.identity import MachineIdentity, changes_fr, current_identity
-from tray_app.benchmark.tuning import SETTING_KEY, Tuning, load_tuning, tuning_from_result
+from tray_app.planning.applied_tuning import SETTING_KEY, Tuning, load_tuning
 from tray_app.paths import AppPaths
 
 if TYPE_CHECKING:  # the tray imports this module at start-up; the results' classes load with the wizard
@@ -120,3 +120,26 @@ def mark_optimization_offered(settings: Any) -> None:
     """Remember the proposal was made (whatever the answer), so it is never made again."""
     settings.set(OFFERED_KEY, True)
     settings.save()
+
+
+def tuning_from_result(result: Any) -> Tuning:
+    """The tuning « Appliquer » saves for an :class:`~tray_app.benchmark.result.OptimizationResult`."""
+    c = result.best_config
+    gpu = result.best_point.get("gpu_layers") is not None
+    return Tuning(
+        model_path=result.identity.model_path,
+        model_size=result.identity.model_size,
+        n_threads=c.n_threads,
+        n_threads_batch=c.n_threads_batch,
+        n_batch=c.n_batch,
+        n_ubatch=c.n_ubatch,
+        n_ctx=c.n_ctx,
+        type_k=c.type_k,
+        type_v=c.type_v,
+        flash_attn=c.flash_attn,
+        n_gpu_layers=c.n_gpu_layers if gpu else None,
+        free_vram=result.free_vram if gpu else None,
+        cpu_affinity=tuple(result.best_affinity),
+        gen_tps=float(result.after.gen_tps or 0.0),
+        measured_at=float(result.finished_at),
+    )

@@ -3,7 +3,7 @@
 A :class:`Point` is one configuration, as ``dimension name → value``; a :class:`SearchSpace` lists the
 dimensions, the start point (what the program would use today) and which points are valid. The search
 (:mod:`tray_app.benchmark.search`) only knows points; :func:`config_for` turns one into the runner's
-:class:`~tray_app.host.runner_config.RunnerConfig`.
+:class:`~tray_app.planning.runner_config.RunnerConfig`.
 
 Dimensions (in the order the search visits them, most important first)
 -----------------------------------------------------------------------
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from tray_app.hardware.cpu import CpuInfo
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 
 GPU_LAYERS = "gpu_layers"
 THREADS = "threads"

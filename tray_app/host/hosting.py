@@ -4,7 +4,7 @@ Used by ``serve``, ``self-test`` and the tray. The memory planner (``tray_app.pl
 decides GPU layers, context and threads and gives the fallback ladder; when it cannot be used the model
 runs on the CPU with the thread rule, and the planner-free ladder (:func:`default_ladder`) applies.
 On top of either, the settings « Optimiser » measured and applied for this model file are used
-(:func:`tray_app.benchmark.tuning.tuned_config`; its rules keep the memory plan's safety).
+(:func:`tray_app.planning.applied_tuning.tuned_config`; its rules keep the memory plan's safety).
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tray_app.hardware.affinity import pin_processes
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.hardware.threads import recommend_threads
 from tray_app.host.fallback import Ladder, default_ladder, ladder_from_plans
 from tray_app.host.gateway import DEFAULT_API_PORT, Gateway, GatewayOptions
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.runner import model_id_for
-from tray_app.host.runner_config import RunnerConfig
 from tray_app.host.supervisor import DEFAULT_KEEP_ALIVE_S, Supervisor
 from tray_app.paths import app_paths
+from tray_app.planning.applied_tuning import load_tuning, tuned_config
+from tray_app.planning.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,6 @@ def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None)
 
 def _with_tuning(base: HostPlan, settings: Any, free_vram: int | None) -> HostPlan:
     """``base`` with the settings « Optimiser » applied for this model file, when there are some."""
-    from tray_app.benchmark.tuning import load_tuning, tuned_config
-
     tuning = load_tuning(settings, base.model_path)
     if tuning is None:
         return base
@@ -193,8 +193,6 @@ class Host:
         the ones created later inherit the mask, on Windows the process mask covers them all)."""
         affinity = self.plan.cpu_affinity
         if affinity and event.kind is EventKind.STATE and event.state is HostState.READY:
-            from tray_app.benchmark.affinity import pin_processes
-
             if pin_processes(self.supervisor.status().pids, affinity):
                 log.info("runner pinned to logical CPUs %s", list(affinity))
 

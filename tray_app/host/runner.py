@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from tray_app.host.process_tree import free_loopback_port, stop_process_tree, tree_pids
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import BoundedLog, LoadProgress, OutputWatcher, RunnerPhase, session_header
 

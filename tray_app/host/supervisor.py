@@ -56,7 +56,7 @@ from tray_app.host.host_state import (
     fr_seconds,
 )
 from tray_app.host.runner import DEFAULT_LOAD_TIMEOUT_S, Runner, RunnerEndpoint
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import LoadProgress
 

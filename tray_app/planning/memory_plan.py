@@ -37,7 +37,7 @@ from typing import Any
 
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.threads import recommend_threads
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.models.gguf_info import ModelInfo
 from tray_app.planning.vram_estimate import (
     DEFAULT_UBATCH,

@@ -22,7 +22,7 @@ from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model
 from tray_app.monitoring.host_metrics import HostEvent as MonitorHostEvent
 from tray_app.monitoring.host_metrics import HostEventKind, HostMetrics
 from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.icons import IconState

@@ -1,7 +1,8 @@
-"""The applied optimisation: what « Appliquer » saves, and how the host uses it at the next load.
+"""The applied optimisation: what « Appliquer » saved, and how the plan uses it at the next load.
 
 Stored as JSON in the ``optimized_config`` setting (empty = never optimised), for one model file. The
-host calls :func:`tuned_config` on the configuration the memory plan gives it::
+host's plan calls :func:`tuned_config` on the configuration the memory plan gives it (``benchmark.saved``
+makes a :class:`Tuning` from a measurement)::
 
     config = plan.to_runner_config(model_path)
     config = tuned_config(config, settings, model_path, free_vram=free_vram)   # ← the one line to add
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tray_app.host.runner_config import RunnerConfig
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.planning.vram_estimate import KV_TYPES as KV_BYTES
 
 log = logging.getLogger(__name__)
@@ -194,26 +195,3 @@ def tuned_config(
     except (KeyError, TypeError, ValueError):
         manual = 0
     return apply_tuning(base, load_tuning(settings, model_path), free_vram=free_vram, manual_threads=manual)
-
-
-def tuning_from_result(result: Any) -> Tuning:
-    """The tuning « Appliquer » saves for an :class:`~tray_app.benchmark.result.OptimizationResult`."""
-    c: RunnerConfig = result.best_config
-    gpu = result.best_point.get("gpu_layers") is not None
-    return Tuning(
-        model_path=result.identity.model_path,
-        model_size=result.identity.model_size,
-        n_threads=c.n_threads,
-        n_threads_batch=c.n_threads_batch,
-        n_batch=c.n_batch,
-        n_ubatch=c.n_ubatch,
-        n_ctx=c.n_ctx,
-        type_k=c.type_k,
-        type_v=c.type_v,
-        flash_attn=c.flash_attn,
-        n_gpu_layers=c.n_gpu_layers if gpu else None,
-        free_vram=result.free_vram if gpu else None,
-        cpu_affinity=tuple(result.best_affinity),
-        gen_tps=float(result.after.gen_tps or 0.0),
-        measured_at=float(result.finished_at),
-    )
