@@ -150,7 +150,7 @@ def post(port: int, route: str, data: bytes) -> tuple[int | None, str, bool]:
         conn.request("POST", route, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         payload = response.read()
-    except socket.timeout:
+    except TimeoutError:
         return None, "hung", False
     except (OSError, http.client.HTTPException) as exc:
         return None, type(exc).__name__, False
@@ -265,8 +265,7 @@ def fuzz(rng: random.Random, port: int, serve: subprocess.Popen[bytes], args: ar
         if len(statuses) == 2 and statuses[0] != statuses[1] and not (statuses[0] == 200 and statuses[1] == 200):
             offenders["disagreements"].append({"route": route, "statuses": statuses,
                                                "body": variants[0][:20_000].decode("utf-8", "replace")})
-        if n % 25 == 0 or crashed:
-            if not healthy(port):
+        if (n % 25 == 0 or crashed) and not healthy(port):
                 offenders["stopped_service"].append(record)
                 time.sleep(2)
         if n % 200 == 0:

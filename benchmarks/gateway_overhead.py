@@ -3,8 +3,9 @@
 Prints, with the demo model (SmolLM2-135M) unless ``--model`` is given:
 
 * gateway vs the runner directly, same runner process, runs interleaved, the gateway in its own process
-  as in the tray (client → gateway process → runner): median tokens/s and median time to first token (each run asks a slightly different question, so no run reuses the previous one's
-  prompt cache more than the other mode does); the end token is suppressed so every answer has
+  as in the tray (client → gateway process → runner): median tokens/s and median time to first token
+  (each run asks a slightly different question, so no run reuses the previous one's prompt cache more
+  than the other mode does); the end token is suppressed so every answer has
   ``--max-tokens`` tokens;
 * cold start to first token: gateway listening, no runner → first token of the first request (runner
   start + model load + prompt), median of ``--cold-runs`` fresh runners;
@@ -35,8 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from tray_app.host.chat_probe import stream_chat  # noqa: E402
 from tray_app.host.gateway import Gateway, GatewayOptions  # noqa: E402
-from tray_app.planning.runner_config import RunnerConfig  # noqa: E402
 from tray_app.host.supervisor import Supervisor  # noqa: E402
+from tray_app.planning.runner_config import RunnerConfig  # noqa: E402
 
 
 def demo_model() -> Path:

@@ -36,7 +36,8 @@ def no_gpu_recording(seconds: int) -> dict:
     rng = random.Random(1)
     gib = 1024**3
     samples = [
-        {"t": float(t), "devices": [], "cpu_percent": round(rng.uniform(30, 70) if 20 < t < 60 else rng.uniform(5, 15), 1),
+        {"t": float(t), "devices": [],
+         "cpu_percent": round(rng.uniform(30, 70) if 20 < t < 60 else rng.uniform(5, 15), 1),
          "ram_total": 16 * gib, "ram_used": int(9.5 * gib) + rng.randint(0, 300) * 1024**2,
          "host": {"runner_pid": 5151 if t > 10 else None, "model_loaded": t > 10,
                   "tokens_per_s": round(rng.uniform(7, 9), 1) if t > 20 else None, "baseline_tokens_per_s": 8.0}}
@@ -74,7 +75,7 @@ def main() -> int:
             app.processEvents()
         path = args.out / f"{name}.png"
         window.grab().save(str(path))
-        if shutil.which("import") and not app.platformName() == "offscreen":
+        if shutil.which("import") and app.platformName() != "offscreen":
             subprocess.run(["import", "-window", "root", str(args.out / f"{name}-screen.png")], check=False)
         print(path)
         window.close()

@@ -227,7 +227,7 @@ def plain_chat(port: int, max_tokens: int = 24) -> tuple[str, str]:
     """(outcome, detail): answered, refused, failed or hung."""
     try:
         status, _, body = request(port, "POST", CHAT, chat_body(False, max_tokens))
-    except socket.timeout:
+    except TimeoutError:
         return "hung", "no answer within the client limit"
     except (OSError, http.client.HTTPException) as exc:
         return "failed", f"{type(exc).__name__}: {exc}"
@@ -275,7 +275,7 @@ def streamed_chat(port: int, max_tokens: int = 48, *, abandon: bool = False,
         if errors:
             return "refused", "error event"
         return "answered", ""
-    except socket.timeout:
+    except TimeoutError:
         return "hung", "stream silent past the client limit"
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return "failed", f"{type(exc).__name__}: {exc}"
@@ -377,7 +377,7 @@ class Soak:
             n += 1
             try:
                 self.kill(target, mode)
-            except Exception as exc:  # the benchmark reports it and goes on
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong with a kill is reported, then on
                 self.kills.append({"target": target.name, "mode": mode, "error": f"{type(exc).__name__}: {exc}"})
             next_kill = time.monotonic() + self.kill_every * self.rng.uniform(0.7, 1.3)
 
@@ -490,7 +490,8 @@ def main() -> int:
             start = start_serve if name == "serve" else start_tray
             targets.append(start(Path(tmp) / name, args.model, 20 if name == "serve" else 60))
         soak = Soak(targets, args.minutes, args.kill_every, args.seed)
-        threads = [threading.Thread(target=soak.sampler, daemon=True), threading.Thread(target=soak.killer, daemon=True)]
+        threads = [threading.Thread(target=soak.sampler, daemon=True),
+                   threading.Thread(target=soak.killer, daemon=True)]
         for i, target in enumerate(targets):
             for j in range(2):
                 threads.append(threading.Thread(target=soak.client, args=(target, args.seed * 100 + i * 10 + j),
@@ -509,7 +510,9 @@ def main() -> int:
     return 1 if failed or any(left.values()) or [k for k in slow if "skipped" not in k] else 0
 
 
-def report(soak: Soak, targets: list[Target], left: dict[str, list[int]], warmup_s: float, json_file: str | None) -> None:
+def report(
+    soak: Soak, targets: list[Target], left: dict[str, list[int]], warmup_s: float, json_file: str | None
+) -> None:
     c = soak.tally.counts
     print("\n== requests ==")
     print(f"sent {c.get('sent', 0)}: answered {c.get('answered', 0)}, refused cleanly {c.get('refused', 0)}, "
@@ -517,7 +520,8 @@ def report(soak: Soak, targets: list[Target], left: dict[str, list[int]], warmup
     for kind in ("plain", "stream", "abandon", "burst", "models", "after-kill"):
         row = {o: c.get(f"{kind}:{o}", 0) for o in ("answered", "refused", "abandoned", "failed", "hung")}
         print(f"  {kind:11s} " + ", ".join(f"{k} {v}" for k, v in row.items() if v))
-    print("  refused: " + ", ".join(f"{why} × {n}" for why, n in sorted(soak.tally.refusals.items(), key=lambda i: -i[1])))
+    refusals = sorted(soak.tally.refusals.items(), key=lambda i: -i[1])
+    print("  refused: " + ", ".join(f"{why} × {n}" for why, n in refusals))
     for line in soak.tally.failures[:20]:
         print("  ! " + line)
     print("\n== kills ==")
@@ -530,20 +534,22 @@ def report(soak: Soak, targets: list[Target], left: dict[str, list[int]], warmup
     if backs:
         print(f"  time back to service: median {statistics.median(backs):.2f} s, max {max(backs):.2f} s "
               f"over {len(backs)} kills (target ≤ 15 s)")
-    print("\n== footprint (from minute {:.0f}) ==".format(warmup_s / 60))
+    print(f"\n== footprint (from minute {warmup_s / 60:.0f}) ==")
     figures = {}
     for target in targets:
         f = footprint(target.samples, warmup_s)
         figures[target.name] = f
         if f:
-            print(f"  {target.name:5s} RSS {f['rss_mb_from']} → {f['rss_mb_end']} MB (growth {f['rss_growth_mb']:+} MB, "
+            print(f"  {target.name:5s} RSS {f['rss_mb_from']} → {f['rss_mb_end']} MB "
+                  f"(growth {f['rss_growth_mb']:+} MB, "
                   f"max {f['rss_mb_max']}), threads {f['threads_from']} → {f['threads_end']} (max {f['threads_max']}), "
                   f"handles {f['handles_from']} → {f['handles_end']} (max {f['handles_max']})")
     for name, pids in left.items():
         print(f"  {name}: runner processes left after stopping: {len(pids)}")
     if json_file:
         Path(json_file).write_text(json.dumps({
-            "counts": c, "failures": soak.tally.failures, "refusals": soak.tally.refusals, "kills": soak.kills, "footprint": figures,
+            "counts": c, "failures": soak.tally.failures, "refusals": soak.tally.refusals, "kills": soak.kills,
+            "footprint": figures,
             "samples": {t.name: t.samples for t in targets}, "left_behind": left,
         }, indent=2))
 

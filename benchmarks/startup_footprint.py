@@ -140,7 +140,8 @@ def main() -> int:
         print(f"snapshot, real NVML : median {figures['nvml_real_median_ms']:.3f} ms, "
               f"p99 {figures['nvml_real_p99_ms']:.3f} ms (target ≤ 5 ms)")
         print(f"snapshot, RTX 4050 recording via the NVML path: median "
-              f"{figures['nvml_recorded_rtx4050_median_ms']:.3f} ms, p99 {figures['nvml_recorded_rtx4050_p99_ms']:.3f} ms")
+              f"{figures['nvml_recorded_rtx4050_median_ms']:.3f} ms, "
+              f"p99 {figures['nvml_recorded_rtx4050_p99_ms']:.3f} ms")
         print(f"tray host           : {figures['tray_host']}")
     return 0
 

@@ -78,7 +78,8 @@ class Settings:
             backup = _backup(path, copy=True)
             settings.notice = (
                 "Certains paramètres étaient invalides et ont été remis par défaut "
-                f"({', '.join(f'« {spec(k).label or k} »' for k in rejected)}). L'ancien fichier est gardé à côté, sous le nom {backup.name}."
+                f"({', '.join(f'« {spec(k).label or k} »' for k in rejected)}). "
+                f"L'ancien fichier est gardé à côté, sous le nom {backup.name}."
             )
             settings.save()
         return settings

@@ -77,7 +77,7 @@ def test_serve_speaks_french_and_runner_stops_with_it(tiny_gguf):
         text = "\n".join(lines)
         assert "est disponible à l'adresse http://127.0.0.1:" in text and "compatible OpenAI" in text
         assert "Ctrl+C pour arrêter" in text
-        while "[Prêt]" not in (line := serve.lines.get(timeout=30)):
+        while "[Prêt]" not in serve.lines.get(timeout=30):
             pass
         runner_pids = [c.pid for c in psutil.Process(serve.proc.pid).children(recursive=True)]
         assert runner_pids

@@ -110,14 +110,14 @@ def test_the_plan_says_the_free_memory_is_unknown_not_0_mo(tmp_path):
     assert "Traceback" not in out + result.stderr
 
 
-class NVMLError_GpuIsLost(NVMLError):  # noqa: N801 - pynvml's name
+class NVMLError_GpuIsLost(NVMLError):
     pass
 
 
 class _FirstCardLost(ReplayNvml):
     """Two cards; NVML cannot give a handle for the first (fallen off the bus, driver reset)."""
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         if index == 0:
             raise NVMLError_GpuIsLost("GPU is lost")
         return index

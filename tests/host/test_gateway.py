@@ -15,8 +15,8 @@ import pytest
 from tests.conftest import wait_gone
 from tray_app.host.gateway import Gateway, GatewayOptions, PortUnavailable
 from tray_app.host.host_state import HostState
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.supervisor import Supervisor
+from tray_app.planning.runner_config import RunnerConfig
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "Bonjour"}]

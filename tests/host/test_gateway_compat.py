@@ -14,8 +14,8 @@ import pytest
 
 from tests.host.test_gateway import CHAT, WORDS_ONLY, call, sse_events
 from tray_app.host.gateway import Gateway, GatewayOptions
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.supervisor import Supervisor
+from tray_app.planning.runner_config import RunnerConfig
 
 HELLO = [{"role": "user", "content": "Quel temps fait-il à Paris ?"}]
 TOOLS = [{"type": "function", "function": {
@@ -122,7 +122,8 @@ def test_errors_are_decided_before_the_first_byte_and_agree_streamed_or_plain(ga
     gateway.supervisor.acquire(60)
     gateway.supervisor.release()
     pid = gateway.supervisor.status().pid
-    answers = [call(gateway.port, "POST", CHAT, {**body, "max_tokens": 4, "stream": stream}) for stream in (False, True)]
+    answers = [call(gateway.port, "POST", CHAT, {**body, "max_tokens": 4, "stream": stream})
+               for stream in (False, True)]
     for status, headers, error in answers:
         assert status == 400 and headers["content-type"].startswith("application/json")
         assert error["error"]["param"] == param and error["error"]["code"] == code

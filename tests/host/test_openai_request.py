@@ -63,7 +63,8 @@ def test_stream_options_are_kept_by_the_gateway_not_sent_to_the_runner():
 
 def test_response_format_json_schema_becomes_schema_constrained_json():
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-    request = chat(response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema, "strict": True}})
+    spec = {"name": "r", "schema": schema, "strict": True}
+    request = chat(response_format={"type": "json_schema", "json_schema": spec})
     assert request.body["response_format"] == {"type": "json_object", "schema": schema}
     assert request.grammar_param == "response_format"
     assert chat(response_format={"type": "json_object"}).body["response_format"] == {"type": "json_object"}
@@ -89,8 +90,8 @@ def test_tool_choice_required_among_several_tools_is_refused():
 def test_tool_choice_none_sends_no_tools_and_an_unknown_name_is_refused():
     request = chat(tools=[TOOL], tool_choice="none")
     assert "tools" not in request.body and not request.tools
-    assert refused({"messages": [USER], "tools": [TOOL], "tool_choice": {"type": "function",
-                                                                        "function": {"name": "x"}}}).param == "tool_choice"
+    unknown = {"type": "function", "function": {"name": "x"}}
+    assert refused({"messages": [USER], "tools": [TOOL], "tool_choice": unknown}).param == "tool_choice"
     assert refused({"messages": [USER], "tools": [{"type": "custom", "custom": {}}]}).param == "tools[0]"
 
 

@@ -22,9 +22,9 @@ from tray_app.host.runner import (
     model_id_for,
     runner_environment,
 )
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import BoundedLog, OutputWatcher, RunnerPhase
+from tray_app.planning.runner_config import RunnerConfig
 
 
 def get(endpoint_port: int, path: str, headers: dict[str, str] | None = None) -> int:

@@ -23,9 +23,9 @@ from tray_app.host.fallback import (
 )
 from tray_app.host.host_state import EventKind, HostEvent, HostState, HostUnavailable
 from tray_app.host.runner import RunnerEndpoint
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError
 from tray_app.host.supervisor import Supervisor
+from tray_app.planning.runner_config import RunnerConfig
 
 
 class Recorder:
@@ -303,8 +303,8 @@ def test_repeated_kills_walk_the_ladder_then_end_in_error(tiny_config):
         for n in range(1, 4):
             os.kill(sup.status().pid, signal.SIGKILL)
             if n < 3:
-                rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == n, timeout=10)
-                rec.wait_for(lambda r: r.states().count(HostState.READY) == n + 1, timeout=60)
+                rec.wait_for(lambda r, n=n: len(r.of(EventKind.RESTART)) == n, timeout=10)
+                rec.wait_for(lambda r, n=n: r.states().count(HostState.READY) == n + 1, timeout=60)
                 assert sup.status().config == tiny_config
         rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1, timeout=10)
         fallback = rec.of(EventKind.FALLBACK)[0]
@@ -317,7 +317,7 @@ def test_repeated_kills_walk_the_ladder_then_end_in_error(tiny_config):
         for n in range(3):
             os.kill(sup.status().pid, signal.SIGKILL)
             if n < 2:
-                rec.wait_for(lambda r: r.states().count(HostState.READY) == 5 + n, timeout=60)
+                rec.wait_for(lambda r, n=n: r.states().count(HostState.READY) == 5 + n, timeout=60)
         assert sup.wait_for(HostState.ERROR, 10) is HostState.ERROR
         assert "Réessayer" in sup.status().message and sup.status().pid is None
     finally:
@@ -350,7 +350,8 @@ def test_crashes_further_apart_than_the_window_never_step_down():
         for n in range(1, 6):
             clock.now += 301  # two crashes within ten minutes at most
             crash_serving_runner(sup)
-            rec.wait_for(lambda r: len(r.of(EventKind.RESTART)) == n and r.states().count(HostState.READY) == n + 1)
+            rec.wait_for(lambda r, n=n: len(r.of(EventKind.RESTART)) == n
+                         and r.states().count(HostState.READY) == n + 1)
         assert rec.of(EventKind.FALLBACK) == [] and sup.status().config == GPU
         assert [c.n_gpu_layers for c in ScriptedRunner.loads] == [32] * 6
         # the third within ten minutes steps down
@@ -376,7 +377,7 @@ def test_crashes_that_exhaust_the_ladder_are_retried_after_ten_minutes():
             clock.now += 1
             crash_serving_runner(sup)
             if n < 2:
-                rec.wait_for(lambda r: r.states().count(HostState.READY) == n + 2)
+                rec.wait_for(lambda r, n=n: r.states().count(HostState.READY) == n + 2)
         assert sup.wait_for(HostState.ERROR, 5) is HostState.ERROR
         assert "Il réessaiera tout seul à la première demande après 10 minutes." in sup.status().message
         clock.now += 599
@@ -398,7 +399,8 @@ def test_an_out_of_memory_death_steps_down_at_once():
     try:
         sup.acquire(timeout=5)
         sup.release()
-        ScriptedRunner.instances[-1].tail = ["ggml_backend_cuda_buffer_type_alloc_buffer: cudaMalloc failed: out of memory"]
+        oom = "ggml_backend_cuda_buffer_type_alloc_buffer: cudaMalloc failed: out of memory"
+        ScriptedRunner.instances[-1].tail = [oom]
         crash_serving_runner(sup)
         rec.wait_for(lambda r: len(r.of(EventKind.FALLBACK)) == 1 and r.states().count(HostState.READY) == 2)
         assert rec.of(EventKind.FALLBACK)[0].failure is FailureKind.OUT_OF_MEMORY

@@ -29,6 +29,11 @@ def sparse_7b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_shape_only_llama(tmp_path_factory.mktemp("big") / "Mistral-7B-Instruct-v0.3.Q4_K_M.gguf")
 
 
+def data_start_of(path, size: int) -> int:
+    with open(path, "rb") as f:
+        return read_header(f, size).data_start
+
+
 def _reader_sizes(path: Path) -> dict[str, int]:
     """Per-tensor bytes as the gguf package's own reader computes them (the reference)."""
     return {t.name: int(t.n_bytes) for t in gguf.GGUFReader(path).tensors}
@@ -69,7 +74,7 @@ def test_demo_model_smollm2(demo_gguf: Path):
     assert info.output_bytes == info.input_bytes + 576 * 4  # token_embd copy + output_norm (f32)
     assert len(set(info.layer_bytes)) == 1 and info.layer_bytes[0] == 2_216_448
     assert info.file_size == demo_gguf.stat().st_size == 98_362_432
-    data_start = read_header(open(demo_gguf, "rb"), info.file_size).data_start
+    data_start = data_start_of(demo_gguf, info.file_size)
     assert data_start + info.weights_bytes == info.file_size  # every byte of data accounted for
 
 
@@ -100,7 +105,7 @@ def test_weights_are_never_interpreted(tiny_gguf: Path, tmp_path: Path):
     """Scrambling every weight byte changes nothing: only the header matters."""
     copy = tmp_path / "scrambled.gguf"
     shutil.copy(tiny_gguf, copy)
-    start = read_header(open(copy, "rb"), copy.stat().st_size).data_start
+    start = data_start_of(copy, copy.stat().st_size)
     data = bytearray(copy.read_bytes())
     data[start:] = random.Random(1).randbytes(len(data) - start)
     copy.write_bytes(bytes(data))
@@ -182,7 +187,7 @@ def _error(path: Path) -> ModelFileError:
 @pytest.mark.parametrize("keep", ["most_data", "half", "header_only", "inside_header"])
 def test_truncated_copies_are_reported(tiny_gguf: Path, tmp_path: Path, keep: str):
     size = tiny_gguf.stat().st_size
-    start = read_header(open(tiny_gguf, "rb"), size).data_start
+    start = data_start_of(tiny_gguf, size)
     cut = {"most_data": size - 1000, "half": size // 2, "header_only": start, "inside_header": 600}[keep]
     copy = tmp_path / f"cut-{keep}.gguf"
     copy.write_bytes(tiny_gguf.read_bytes()[:cut])
@@ -260,7 +265,7 @@ def test_missing_shape_is_corrupt(tmp_path: Path):
 def test_damaged_headers_never_crash(tiny_gguf: Path, tmp_path: Path):
     """Random bytes flipped in the header: a ModelInfo or a ModelFileError, never anything else."""
     original = tiny_gguf.read_bytes()
-    start = read_header(open(tiny_gguf, "rb"), len(original)).data_start
+    start = data_start_of(tiny_gguf, len(original))
     rng = random.Random(4050)
     kinds = set()
     for i in range(150):

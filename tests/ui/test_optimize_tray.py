@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QMessageBox
 from tests.bench_fakes import FakeEngine, make_result
 from tests.conftest import free_port, wait_gone
 from tests.host.test_gateway import call
-from tray_app.hardware.affinity import affinity_of
 from tray_app.benchmark.saved import apply_result
+from tray_app.hardware.affinity import affinity_of
 from tray_app.host.host_state import HostState
 from tray_app.host.hosting import Host, plan_host
 from tray_app.paths import app_paths

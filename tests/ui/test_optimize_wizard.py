@@ -9,10 +9,9 @@ from PySide6.QtWidgets import QWizard
 
 from tests.bench_fakes import FakeEngine
 from tray_app.benchmark.report_fr import first_word_fr, headline_fr
-from tray_app.benchmark.saved import results_path
-from tray_app.benchmark.saved import tuning_from_result
-from tray_app.planning.applied_tuning import load_tuning
+from tray_app.benchmark.saved import results_path, tuning_from_result
 from tray_app.paths import app_paths
+from tray_app.planning.applied_tuning import load_tuning
 from tray_app.settings import Settings
 from tray_app.ui.optimize_wizard import INTRO, MACHINE, PROGRESS, RESULT, OptimizeWizard
 

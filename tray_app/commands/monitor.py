@@ -17,8 +17,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tray_app.monitoring import AlertSettings, LiveMachine, Monitor, MonitorTick, ReplayMachine
 from tray_app.monitoring.format_fr import decimal_fr, gib_fr, percent_fr, speed_fr

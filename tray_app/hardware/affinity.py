@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 import psutil
 

@@ -124,7 +124,7 @@ def cpu_model_name() -> str:
         pass
     try:
         return platform.processor() or platform.machine() or "processeur inconnu"
-    except Exception:  # platform may fail (no uname, missing tools): the name is only informative
+    except Exception:  # noqa: BLE001 - platform may fail (no uname, missing tools): the name is only informative
         return "processeur inconnu"
 
 

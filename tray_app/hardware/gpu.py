@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,14 +109,14 @@ class NvmlReader:
             self._nvml = nvml
         try:
             nvml.nvmlInit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - NVMLError, or OSError when the library is broken: no GPU
             log.info("NVML not available: %s", exc)
             self.unavailable_reason = NO_NVIDIA_GPU
             return
         self._initialised = True
         try:
             count = nvml.nvmlDeviceGetCount()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever NVML raises here means no GPU to read
             log.info("NVML cannot count the GPUs: %s", exc)
             self.unavailable_reason = NO_NVIDIA_GPU
             return

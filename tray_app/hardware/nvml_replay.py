@@ -29,11 +29,11 @@ class NVMLError(Exception):
     pass
 
 
-class NVMLError_NotSupported(NVMLError):  # noqa: N801 - same name as pynvml's
+class NVMLError_NotSupported(NVMLError):
     pass
 
 
-class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801
+class NVMLError_LibraryNotFound(NVMLError):
     pass
 
 
@@ -53,7 +53,7 @@ class _Utilization:
 @dataclass(frozen=True)
 class _Process:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - pynvml's field name
+    usedGpuMemory: int | None
 
 
 def load_recording(path: Path) -> dict[str, Any]:
@@ -106,52 +106,52 @@ class ReplayNvml:
         return value
 
     # -- pynvml API -----------------------------------------------------------------------------
-    def nvmlInit(self) -> None:  # noqa: N802
+    def nvmlInit(self) -> None:
         if self.recording.get("nvml_error"):
             raise NVMLError_LibraryNotFound(self.recording["nvml_error"])
         self.initialised = True
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         self.initialised = False
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.devices)
 
-    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
+    def nvmlSystemGetDriverVersion(self) -> str:
         return str(self.recording.get("driver_version", ""))
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index
 
-    def nvmlDeviceGetName(self, handle: int) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: int) -> str:
         return str(self.devices[handle]["name"])
 
-    def nvmlDeviceGetUUID(self, handle: int) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
         return str(self.devices[handle].get("uuid", f"GPU-replay-{handle}"))
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> int:
         value = self.devices[handle].get("power_limit_mw")
         if value is None:
             raise NVMLError_NotSupported("power_limit_mw")
         return int(value)
 
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Memory:
         total = self.devices[handle].get("memory_total")
         if total is None:
             raise NVMLError_NotSupported("memory_total")
         used = int(self._field(handle, "memory_used"))
         return _Memory(total=int(total), used=used, free=max(0, int(total) - used))
 
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> _Utilization:  # noqa: N802
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> _Utilization:
         return _Utilization(gpu=int(self._field(handle, "gpu_util")), memory=0)
 
-    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:  # noqa: N802
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
         return int(self._field(handle, "temperature"))
 
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         return int(self._field(handle, "power_mw"))
 
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: int) -> int:
         return int(self._field(handle, "throttle"))
 
     def _processes(self, handle: int, kind: str) -> list[_Process]:
@@ -162,8 +162,8 @@ class ReplayNvml:
             if p.get("kind", "compute") == kind
         ]
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[_Process]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[_Process]:
         return self._processes(handle, "compute")
 
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[_Process]:  # noqa: N802
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[_Process]:
         return self._processes(handle, "graphics")

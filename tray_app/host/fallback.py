@@ -11,8 +11,9 @@ version used when no plan is available (and by tests).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from tray_app.planning.runner_config import RunnerConfig
 from tray_app.units_fr import int_fr
@@ -77,7 +78,9 @@ def ladder_from_plans(plans: Iterable[Any], model_path: str, base: RunnerConfig 
         if config == base or any(s.config == config for s in steps):
             continue
         reason = getattr(plan, "step_fr", "") or (
-            describe_change(previous, config) if previous is not None else "Nouvel essai avec des réglages plus prudents."
+            describe_change(previous, config)
+            if previous is not None
+            else "Nouvel essai avec des réglages plus prudents."
         )
         steps.append(FallbackStep(config, reason))
         previous = config

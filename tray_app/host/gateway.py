@@ -38,9 +38,10 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from tray_app.host.gateway_http import (
     RUNNER_UNREACHABLE_FR,
@@ -54,8 +55,8 @@ from tray_app.host.gateway_http import (
 )
 from tray_app.host.gateway_metrics import MetricsHistory, RequestMetrics, StreamAccountant, reply_of
 from tray_app.host.gateway_stream import EventSplitter, StreamRewriter
-from tray_app.host.openai_request import Refusal, RunnerRequest, translate
 from tray_app.host.host_state import HostState, HostUnavailable
+from tray_app.host.openai_request import Refusal, RunnerRequest, translate
 from tray_app.host.runner import RunnerEndpoint, model_id_for
 from tray_app.host.supervisor import Supervisor
 
@@ -123,7 +124,9 @@ class _Server6(_Server):
 class Gateway:
     """Loopback OpenAI-compatible HTTP server in front of the :class:`Supervisor`'s runner."""
 
-    def __init__(self, supervisor: Supervisor, options: GatewayOptions | None = None, *, model_id: str | None = None) -> None:
+    def __init__(
+        self, supervisor: Supervisor, options: GatewayOptions | None = None, *, model_id: str | None = None
+    ) -> None:
         self.supervisor = supervisor
         self.options = options or GatewayOptions()
         self.model_id = model_id or model_id_for(supervisor.base_config.model_path)
@@ -596,7 +599,8 @@ class Gateway:
         self._send_json(h, status, openai_error(message, kind=kind, code=code, param=param), headers)
 
     def _send_json(self, h: _Handler, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_bytes(h, status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json", headers)
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._send_bytes(h, status, data, "application/json", headers)
 
     def _send_bytes(
         self, h: _Handler, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -655,7 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("gateway %s - " + format, self.client_address[0], *args)
 
 

@@ -133,8 +133,10 @@ def runner_error(status: int, data: bytes, grammar_param: str | None = None) -> 
                    "conversation ou raccourcissez le message.")
         status, param = 400, "messages"
     elif INVALID_GRAMMAR in str(detail):
-        what = {"response_format": "le schéma JSON de « response_format »",
-                "tool_choice": "les paramètres de l'outil demandé"}.get(grammar_param or "", "la grammaire (« grammar »)")
+        what = {
+            "response_format": "le schéma JSON de « response_format »",
+            "tool_choice": "les paramètres de l'outil demandé",
+        }.get(grammar_param or "", "la grammaire (« grammar »)")
         message = f"Le moteur du modèle ne peut pas lire {what} : vérifiez sa syntaxe."
         status, code, param = 400, "invalid_grammar", grammar_param or "grammar"
     elif status in (400, 422) or "validation error" in str(detail):  # the runner says 500 for these

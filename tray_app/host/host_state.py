@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from tray_app.host.runner import RunnerEndpoint
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind
+from tray_app.planning.runner_config import RunnerConfig
 
 
 class HostState(str, Enum):

@@ -114,7 +114,9 @@ def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None)
     advice = recommend_threads(cpu, gpu_offload_fraction=0.0, cores_left_for_avatar=cores_left)
     threads = threads_override or advice.threads
     n_ctx = min(ctx, info.n_ctx_train) if getattr(info, "n_ctx_train", 0) else ctx
-    config = RunnerConfig(model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads)
+    config = RunnerConfig(
+        model_path=str(model_path), n_gpu_layers=0, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads
+    )
     base = HostPlan(
         model_path, config, default_ladder, f"Le modèle tourne sur le processeur ({threads} cœurs).", "cpu_rule"
     )
@@ -192,9 +194,9 @@ class Host:
         """The runner is ready: pin it to the CPUs « Optimiser » chose (its threads exist by now; on Linux
         the ones created later inherit the mask, on Windows the process mask covers them all)."""
         affinity = self.plan.cpu_affinity
-        if affinity and event.kind is EventKind.STATE and event.state is HostState.READY:
-            if pin_processes(self.supervisor.status().pids, affinity):
-                log.info("runner pinned to logical CPUs %s", list(affinity))
+        ready = event.kind is EventKind.STATE and event.state is HostState.READY
+        if affinity and ready and pin_processes(self.supervisor.status().pids, affinity):
+            log.info("runner pinned to logical CPUs %s", list(affinity))
 
     def start(self) -> str:
         """Start listening (the model loads on the first request). Raises ``PortUnavailable``."""

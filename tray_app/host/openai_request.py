@@ -174,7 +174,7 @@ def _tool_calls(value: Any, param: str) -> list[dict[str, Any]]:
             "type": "function",
             "function": {
                 "name": _str(function.get("name"), f"{where}.function.name"),
-                "arguments": arguments if isinstance(arguments, str) else _str(arguments, f"{where}.function.arguments"),
+                "arguments": _str(arguments, f"{where}.function.arguments"),
             },
         })
     return calls
@@ -455,7 +455,8 @@ def _prompt(value: Any) -> str:
                 return value[0]
             raise _unsupported("prompt", "un seul texte à la fois (reçu : une liste de plusieurs). Envoyez une "
                                          "requête par texte.")
-        if all(isinstance(p, int) and not isinstance(p, bool) for p in value) or all(isinstance(p, list) for p in value):
+        token_ids = all(isinstance(p, int) and not isinstance(p, bool) for p in value)
+        if token_ids or all(isinstance(p, list) for p in value):
             raise _unsupported("prompt", "le texte doit être envoyé tel quel, pas en numéros de jetons.")
     raise _refuse("prompt", "Le champ « prompt » est obligatoire : un texte.",
                   "missing_required_parameter" if value is None else "invalid_type")

@@ -31,14 +31,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tray_app.host.process_tree import free_loopback_port, stop_process_tree, tree_pids
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import BoundedLog, LoadProgress, OutputWatcher, RunnerPhase, session_header
+from tray_app.planning.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
 

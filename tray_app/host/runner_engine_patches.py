@@ -25,7 +25,8 @@ live on the model object.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
 _USAGE = "_desktop_mate_usage"

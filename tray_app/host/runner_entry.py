@@ -78,7 +78,7 @@ def main() -> None:
     os._exit(code)
 
 
-def _engine_patches(folder: str):  # noqa: ANN202 - a module
+def _engine_patches(folder: str):
     """``runner_engine_patches.py`` beside this file, loaded by path (our folder is off sys.path)."""
     import importlib.util
 

@@ -7,8 +7,8 @@ English detail goes to the log; the user reads :attr:`RunnerError.message_fr`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import Enum
-from typing import Iterable
 
 
 class FailureKind(str, Enum):
@@ -27,7 +27,11 @@ class FailureKind(str, Enum):
     def plan_may_help(self) -> bool:
         """True when a smaller memory plan (fewer GPU layers, shorter context, CPU) may succeed."""
         return self in (
-            FailureKind.OUT_OF_MEMORY, FailureKind.CRASHED, FailureKind.TIMEOUT, FailureKind.REFUSED, FailureKind.UNKNOWN
+            FailureKind.OUT_OF_MEMORY,
+            FailureKind.CRASHED,
+            FailureKind.TIMEOUT,
+            FailureKind.REFUSED,
+            FailureKind.UNKNOWN,
         )
 
 

@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 log = logging.getLogger(__name__)
 

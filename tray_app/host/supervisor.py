@@ -24,7 +24,8 @@ at once when requests wait for it (or the model is kept in memory for good), els
 the user reads one sentence (:data:`CRASH_RESTART_FR`, a RESTART event). Only an out-of-memory signature,
 a load that fails with a cause, or :data:`CRASH_LIMIT` crashes of one configuration within
 :data:`CRASH_WINDOW_S` walk the ladder down. When crashes alone exhaust the ladder, « Erreur » lasts
-:data:`CRASH_WINDOW_S`: the first request after it tries every configuration again. Ollama and LM Studio also restart a crashed runner as it was.
+:data:`CRASH_WINDOW_S`: the first request after it tries every configuration again. Ollama and LM Studio
+also restart a crashed runner as it was.
 
 Pause (:meth:`pause` / :meth:`resume`): while another part of the program needs the machine to itself
 (« Optimiser » measures with its own runners), new requests are refused with the pause's French message
@@ -42,9 +43,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tray_app.host.fallback import FallbackStep, Ladder, default_ladder
 from tray_app.host.host_state import (
@@ -56,9 +57,9 @@ from tray_app.host.host_state import (
     fr_seconds,
 )
 from tray_app.host.runner import DEFAULT_LOAD_TIMEOUT_S, Runner, RunnerEndpoint
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import LoadProgress
+from tray_app.planning.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ class Supervisor:
                         if self._reported_dead is not runner:  # died, and the worker does not know yet
                             self._reported_dead = runner
                             self._commands.put(_Command("exited", runner=runner))
-                    if self._state is HostState.ERROR and self._retry_at is not None and self._clock() >= self._retry_at:
+                    crashes_old = self._retry_at is not None and self._clock() >= self._retry_at
+                    if self._state is HostState.ERROR and crashes_old:
                         log.info("crashes are %.0f s old: trying every configuration again", CRASH_WINDOW_S)
                         self._failed.clear()
                         self._crashes.clear()

@@ -7,9 +7,9 @@ by whoever listens to the supervisor. Nothing here imports the host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 
 @dataclass(frozen=True, slots=True)

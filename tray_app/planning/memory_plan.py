@@ -37,8 +37,8 @@ from typing import Any
 
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.threads import recommend_threads
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.models.gguf_info import ModelInfo
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.planning.vram_estimate import (
     DEFAULT_UBATCH,
     KV_TYPES,

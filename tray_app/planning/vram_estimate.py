@@ -152,7 +152,7 @@ def compute_buffer_bytes(
     n_ff = m.n_ff or 4 * m.n_embd
     feed_forward = t * f32 * (2 * m.n_embd + 2 * n_ff)
     layer_phase = max(attention, feed_forward)
-    cpu_layers = range(0, m.n_layers - gpu_layers)
+    cpu_layers = range(m.n_layers - gpu_layers)
     if cpu_layers:  # op offload: a CPU layer's weights and cache copied in for prompt batches
         layer_phase += max(m.layer_bytes[i] + kv_layer_bytes(m, i, n_ctx, kv_type) for i in cpu_layers)
     output = t * f32 * (m.n_embd + m.n_vocab)
@@ -202,7 +202,7 @@ def predict_vram(
 
 
 def predict_ram(model: ModelInfo, gpu_layers: int, output_on_gpu: bool, n_ctx: int, kv_type: str) -> int:
-    cpu = range(0, model.n_layers - gpu_layers)
+    cpu = range(model.n_layers - gpu_layers)
     weights = model.input_bytes + sum(model.layer_bytes[i] for i in cpu)
     if not output_on_gpu:
         weights += model.output_bytes if not model.output_tied else 0  # tied: the embedding serves both

@@ -37,7 +37,7 @@ class FallbackWindow(QWidget):
         self._layout.addWidget(why)
         self._dynamic: list[QWidget] = []
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QCloseEvent) -> None:
         super().closeEvent(event)
         self.closed.emit()
 

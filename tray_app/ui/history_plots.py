@@ -37,7 +37,7 @@ def _tr(text: str) -> str:
 class AgoAxis(pg.AxisItem):
     """A time axis in seconds before now, labelled « maintenant », « −30 s », « −5 min »."""
 
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         labels = []
         for v in values:
             seconds = round(-v)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication
@@ -22,8 +22,8 @@ from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model
 from tray_app.monitoring.host_metrics import HostEvent as MonitorHostEvent
 from tray_app.monitoring.host_metrics import HostEventKind, HostMetrics
 from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.paths import AppPaths
+from tray_app.planning.runner_config import RunnerConfig
 from tray_app.settings import Settings
 from tray_app.ui.icons import IconState
 from tray_app.ui.menu_entries import MenuEntry

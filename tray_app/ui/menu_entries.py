@@ -6,8 +6,8 @@ ever stale, and an entry whose feature does not exist is simply not in the list.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu

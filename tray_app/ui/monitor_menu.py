@@ -8,7 +8,7 @@ opens (``aboutToShow``): the tray splices :func:`monitor_entries` into its ``ent
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QCoreApplication
 

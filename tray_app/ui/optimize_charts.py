@@ -64,7 +64,11 @@ class TrialsChart(pg.PlotWidget):
                 heights.append(speed)
                 brushes.append(pg.mkBrush(GREEN if i == best else BLUE))
         self._bars = pg.BarGraphItem(
-            x=np.arange(1, len(trials) + 1), height=heights, width=0.7, brushes=brushes, pens=[pg.mkPen(None)] * len(trials)
+            x=np.arange(1, len(trials) + 1),
+            height=heights,
+            width=0.7,
+            brushes=brushes,
+            pens=[pg.mkPen(None)] * len(trials),
         )
         self.addItem(self._bars)
 

@@ -27,8 +27,8 @@ from tray_app.benchmark.progress import BenchProgress
 from tray_app.benchmark.report_fr import describe_change_fr, duration_fr, seconds_fr
 from tray_app.benchmark.result import DEFAULT_WORDS_PER_TOKEN, OptimizationResult, words_per_token
 from tray_app.benchmark.search import Trial
-from tray_app.units_fr import size_fr
 from tray_app.ui.optimize_worker import Detection
+from tray_app.units_fr import size_fr
 
 ERROR_STYLE = "color: #b00020;"
 HINT_STYLE = "color: #555555;"
@@ -162,7 +162,7 @@ class MachinePage(QWizardPage):
         self._ready = False
         self.completeChanged.emit()
 
-    def isComplete(self) -> bool:  # noqa: N802 (Qt)
+    def isComplete(self) -> bool:
         return self._ready
 
 
@@ -280,5 +280,5 @@ class ProgressPage(QWizardPage):
         self.error.setText(message + " " + self.tr("Rien n'a été changé."))
         self.error.setVisible(True)
 
-    def isComplete(self) -> bool:  # noqa: N802 (Qt)
+    def isComplete(self) -> bool:
         return self.result is not None

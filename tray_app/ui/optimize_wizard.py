@@ -1,10 +1,11 @@
 """« Optimiser… »: the wizard that measures this machine, finds the best settings and applies them.
 
-Four pages (:mod:`tray_app.ui.optimize_pages`, :mod:`tray_app.ui.optimize_result_page`): what it does → what was detected → live measuring →
-the result. Detection and the benchmark run in a worker thread (:class:`OptimizeJob`), never on the UI
-thread. « Annuler » works at every moment: during the measuring it stops the runner and the wizard
-closes once it is gone; nothing is changed. Only « Appliquer » on the last page writes anything
-(:func:`tray_app.benchmark.saved.apply_result`), then emits :attr:`OptimizeWizard.applied`.
+Four pages (:mod:`tray_app.ui.optimize_pages`, :mod:`tray_app.ui.optimize_result_page`): what it does → what
+was detected → live measuring → the result. Detection and the benchmark run in a worker thread
+(:class:`OptimizeJob`), never on the UI thread. « Annuler » works at every moment: during the measuring it
+stops the runner and the wizard closes once it is gone; nothing is changed. Only « Appliquer » on the last
+page writes anything (:func:`tray_app.benchmark.saved.apply_result`), then emits
+:attr:`OptimizeWizard.applied`.
 
 How the tray opens it (:class:`tray_app.ui.optimize_controller.OptimizeController`)::
 
@@ -18,7 +19,8 @@ How the tray opens it (:class:`tray_app.ui.optimize_controller.OptimizeControlle
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard

@@ -7,10 +7,10 @@ status. Slow work never runs here: the tray only reads state and starts dialogs 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtCore import QObject, QUrl, Signal
 from PySide6.QtGui import QCursor, QDesktopServices
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon
 

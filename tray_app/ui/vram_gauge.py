@@ -36,10 +36,10 @@ class VramGauge(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setAccessibleName(self.tr("Mémoire de la carte graphique"))
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+    def sizeHint(self) -> QSize:
         return QSize(520, self.minimumSizeHint().height())
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802
+    def minimumSizeHint(self) -> QSize:
         fm = QFontMetrics(self._mark_font())
         return QSize(300, 2 * (fm.height() + 6) + self.BAR_HEIGHT)
 
@@ -57,7 +57,7 @@ class VramGauge(QWidget):
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
         return font
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         fm = QFontMetrics(self._mark_font())
