@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from tray_app import __version__
 from tray_app.log_setup import setup_logging
@@ -25,7 +27,7 @@ COMMAND_MODULES = ("doctor", "avatar", "plan", "serve", "self_test", "monitor", 
 
 
 class FrenchArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog} : option invalide ({message}). Essayez « {self.prog} --help ».\n")
 
@@ -46,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a Windows console may not be UTF-8
-        try:
-            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
-        except (AttributeError, ValueError):
-            pass
+        if isinstance(stream, io.TextIOWrapper):  # not when a test or a program replaced it
+            try:
+                stream.reconfigure(errors="replace")
+            except ValueError:
+                pass
     args = build_parser().parse_args(argv)
     paths = app_paths()
     setup_logging(paths.log_file, verbose=args.verbose)

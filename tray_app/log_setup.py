@@ -10,12 +10,13 @@ from pathlib import Path
 LOG_MAX_BYTES = 1_000_000
 LOG_BACKUPS = 3
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+HANDLER_NAME = "desktop-mate"  # our handlers: set up once, whoever calls first
 
 
 def setup_logging(log_file: Path, *, verbose: bool = False) -> None:
     """Send every record to a rotating file (1 MB x 4 at most); warnings also to stderr when verbose."""
     root = logging.getLogger()
-    if any(getattr(h, "_desktop_mate", False) for h in root.handlers):
+    if any(h.get_name() == HANDLER_NAME for h in root.handlers):
         return
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
@@ -26,10 +27,10 @@ def setup_logging(log_file: Path, *, verbose: bool = False) -> None:
     except OSError:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT))
-    handler._desktop_mate = True  # type: ignore[attr-defined]
+    handler.set_name(HANDLER_NAME)
     root.addHandler(handler)
     if verbose:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter(_FORMAT))
-        console._desktop_mate = True  # type: ignore[attr-defined]
+        console.set_name(HANDLER_NAME)
         root.addHandler(console)

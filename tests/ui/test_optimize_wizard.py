@@ -69,7 +69,7 @@ def test_pages_then_apply_saves_the_settings(qtbot, model: Path, settings: Setti
     saved = Settings.load(app_paths().settings_file)
     assert saved.get("threads") == 0 and '"n_threads":6' in saved.get("optimized_config")
     assert results_path(app_paths()).exists()
-    assert not wizard.isVisible() and not wizard.job.thread.isRunning()
+    assert not wizard.isVisible() and not wizard.job.worker_thread.isRunning()
 
 
 def test_the_benchmark_runs_off_the_ui_thread(qtbot, model: Path, settings: Settings):

@@ -10,6 +10,7 @@ A higher ``EfficiencyClass`` is a faster core; on a hybrid CPU the cores below t
 from __future__ import annotations
 
 import struct
+import sys
 
 from tray_app.hardware.cpu import CoreRecord
 
@@ -50,6 +51,8 @@ def build_core_record(efficiency_class: int, logical_cpus: list[int], smt: bool)
 
 
 def windows_cores() -> list[CoreRecord]:  # pragma: no cover - needs Windows
+    if sys.platform != "win32":  # for type checkers too: what follows is Windows' API
+        raise OSError("GetLogicalProcessorInformationEx exists on Windows only")
     import ctypes
     from ctypes import wintypes
 

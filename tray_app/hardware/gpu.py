@@ -86,7 +86,7 @@ class NvmlReader:
     """
 
     def __init__(self, nvml: Any | None = None, *, on_read: Callable[[], object] | None = None) -> None:
-        self._nvml = nvml
+        self._nvml: Any = nvml
         self._on_read = on_read  # called after each read (a replay moves to its next sample)
         self._lock = threading.Lock()
         self._started = False
@@ -99,14 +99,14 @@ class NvmlReader:
 
     def _start(self) -> None:
         self._started = True
-        nvml = self._nvml
+        nvml: Any = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # nvidia-ml-py
+                import pynvml  # nvidia-ml-py
             except ImportError:
                 self.unavailable_reason = NO_NVIDIA_GPU + " (bibliothèque NVML absente)"
                 return
-            self._nvml = nvml
+            self._nvml = nvml = pynvml
         try:
             nvml.nvmlInit()
         except Exception as exc:  # noqa: BLE001 - NVMLError, or OSError when the library is broken: no GPU

@@ -30,7 +30,7 @@ class EventSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
-        events = []
+        events: list[bytes] = []
         while True:
             cuts = [(i, sep) for sep in _SEPARATORS if (i := self._buffer.find(sep)) >= 0]
             if not cuts:
@@ -91,14 +91,14 @@ class StreamRewriter:
         for position, call in enumerate(calls):
             if not isinstance(call, dict):
                 continue
-            key = (choice_index if isinstance(choice_index, int) else 0,
-                   call.get("index", position) if isinstance(call.get("index", position), int) else position)
-            if key not in self._seen_calls:
-                self._seen_calls.add(key)
+            index = call.get("index", position)
+            seen = (choice_index if isinstance(choice_index, int) else 0, index if isinstance(index, int) else position)
+            if seen not in self._seen_calls:
+                self._seen_calls.add(seen)
                 continue
-            for name in ("id", "type"):
-                if name in call:
-                    del call[name]
+            for field in ("id", "type"):
+                if field in call:
+                    del call[field]
                     changed = True
             function = call.get("function")
             if isinstance(function, dict) and "name" in function:

@@ -17,7 +17,7 @@ from typing import Any
 from tray_app.hardware.affinity import pin_processes
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.hardware.threads import recommend_threads
-from tray_app.host.fallback import Ladder, default_ladder, ladder_from_plans
+from tray_app.host.fallback import FallbackStep, Ladder, default_ladder, ladder_from_plans
 from tray_app.host.gateway import DEFAULT_API_PORT, Gateway, GatewayOptions
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.runner import model_id_for
@@ -106,7 +106,7 @@ def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None)
     else:
         ladder_plans = safer_plans(plan)
 
-        def ladder(base: RunnerConfig) -> list:  # type: ignore[type-arg]
+        def ladder(base: RunnerConfig) -> list[FallbackStep]:
             return ladder_from_plans(ladder_plans, str(model_path), base)
 
         base = HostPlan(model_path, plan.to_runner_config(model_path), ladder, plan.explain_fr(), "memory_plan", plan)

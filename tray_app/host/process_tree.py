@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import subprocess
+from collections.abc import Callable
 
 import psutil
 
@@ -68,7 +69,7 @@ def stop_process_tree(proc: subprocess.Popen[bytes], *, grace_s: float, kill_wai
         log.error("runner %s could not be stopped", proc.pid)
 
 
-def _quietly(action) -> None:  # type: ignore[no-untyped-def]
+def _quietly(action: Callable[[], object]) -> None:
     try:
         action()
     except psutil.Error:

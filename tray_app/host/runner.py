@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tray_app.host.process_tree import free_loopback_port, stop_process_tree, tree_pids
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
@@ -257,7 +258,7 @@ class Runner:
         if self._sink is not None:
             self._sink.write(session_header(f"runner port {self._port}: {self.config.to_dict()}"))
         log.info("starting runner on port %s: %s", self._port, self.config.to_dict())
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if sys.platform == "win32":
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW | subprocess.CREATE_NEW_PROCESS_GROUP
         else:
@@ -270,12 +271,13 @@ class Runner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=runner_environment(self._api_key, self.config),
-                **kwargs,  # type: ignore[arg-type]
+                **kwargs,
             )
         except OSError as exc:
             raise RunnerError(FailureKind.ENGINE, detail=f"cannot start {command[0]}: {exc}") from exc
+        assert self._proc.stdout is not None  # stdout=PIPE
         self._watcher = OutputWatcher(
-            self._proc.stdout,  # type: ignore[arg-type]
+            self._proc.stdout,
             self._sink,
             on_progress=self._on_progress,
             on_eof=self._output_ended,
@@ -308,7 +310,7 @@ class Runner:
                     self.load_seconds = now - self._started_at
                     log.info("runner %s ready in %.2f s", proc.pid, self.load_seconds)
                     self._report(LoadProgress.of(RunnerPhase.READY, 1.0))
-                    return self.endpoint  # type: ignore[return-value]
+                    return RunnerEndpoint(LOOPBACK, self._port, self._api_key, self.model_id)
                 if status is not None:  # someone else answers on "our" port
                     raise RunnerError(FailureKind.PORT, detail=f"port {self._port} answered HTTP {status}")
                 next_probe = now + (0.05 if watcher.listening.is_set() else 0.5)

@@ -44,7 +44,7 @@ def apply() -> None:
             raise ValueError(f"{INVALID_GRAMMAR}: llama.cpp could not parse the grammar")
         llama_cpp.llama_sampler_chain_add(self.sampler, sampler)
 
-    _internals.LlamaSampler.add_grammar = add_grammar
+    setattr(_internals.LlamaSampler, "add_grammar", add_grammar)  # noqa: B010 - a method replaced on purpose
 
     llama_class = llama_cpp.Llama
     is_end = llama_cpp.llama_vocab_is_eog
@@ -60,7 +60,7 @@ def apply() -> None:
                 usage["completion_tokens"] += 1
             yield token
 
-    llama_class.generate = generate
+    setattr(llama_class, "generate", generate)  # noqa: B010 - a method replaced on purpose
 
     original_completion = llama_class.create_completion
 
@@ -70,7 +70,7 @@ def apply() -> None:
             self.reset()  # the whole prompt is evaluated again: same seed, same answer
         return original_completion(self, *args, **kwargs)
 
-    llama_class.create_completion = create_completion
+    setattr(llama_class, "create_completion", create_completion)  # noqa: B010 - a method replaced on purpose
 
     for name in ("__call__", "create_chat_completion"):  # what the server calls for each route
         setattr(llama_class, name, _ending_streams_with_usage(getattr(llama_class, name)))

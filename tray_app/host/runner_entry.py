@@ -39,13 +39,15 @@ def _exit_when_parent_goes() -> None:
 def _poll_parent_pipe_windows() -> None:
     """Windows: poll the pipe instead of a blocking read, which held up the loading of the server's DLLs
     (numpy's) while it waited: the runner printed one line and never served (seen under wine)."""
+    if sys.platform != "win32":  # for type checkers too: what follows is Windows' API
+        return
     import ctypes
     import msvcrt
     import time
     from ctypes import wintypes
 
     handle = msvcrt.get_osfhandle(sys.stdin.fileno())
-    peek = ctypes.windll.kernel32.PeekNamedPipe  # type: ignore[attr-defined]
+    peek = ctypes.windll.kernel32.PeekNamedPipe
     peek.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD, ctypes.c_void_p,
                      ctypes.POINTER(wintypes.DWORD), ctypes.c_void_p]
     available = wintypes.DWORD()

@@ -69,7 +69,7 @@ class BoundedLog:
             log.warning("runner log %s cannot be written; runner output kept in memory only", path)
 
     def _open(self) -> None:
-        self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - open while the runner runs
         self._size = self._file.tell()
 
     def write(self, text: str) -> None:

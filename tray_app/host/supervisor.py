@@ -44,7 +44,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tray_app.host.fallback import FallbackStep, Ladder, default_ladder
@@ -109,6 +109,11 @@ class Supervisor:
         self._keep_alive_s = float(keep_alive_s)
         self._listeners: list[Listener] = []
         # Everything below is guarded by self._cond.
+        self._base: RunnerConfig
+        self._steps: list[FallbackStep]
+        self._failed: list[RunnerConfig]  # configurations that failed: never tried again on their own
+        self._crashes: dict[RunnerConfig, list[float]]  # crash times per configuration (clock)
+        self._retry_at: float | None  # « Erreur » after crashes only: the next request retries then
         self._set_base(config, ladder)
         self._state = HostState.IDLE
         self._message = IDLE_MESSAGE
@@ -160,10 +165,12 @@ class Supervisor:
     def status(self) -> HostStatus:
         with self._cond:
             runner = self._runner
-            facts = dict(
+            status = HostStatus(
                 state=self._state,
                 message=self._message,
                 config=self._config_in_use,
+                pid=runner.pid if runner is not None else None,
+                pids=(),
                 endpoint=self._endpoint,
                 load_seconds=self._load_seconds,
                 failure=self._failure,
@@ -171,8 +178,7 @@ class Supervisor:
                 keep_alive_s=self._keep_alive_s,
                 requests_in_progress=self._holders,
             )
-        pids = tuple(runner.pids()) if runner is not None else ()  # psutil, outside the lock
-        return HostStatus(pid=runner.pid if runner is not None else None, pids=pids, **facts)  # type: ignore[arg-type]
+        return replace(status, pids=tuple(runner.pids())) if runner is not None else status  # psutil: unlocked
 
     def load(self) -> None:
         """Load now, in the background (no-op when loaded or loading)."""
@@ -526,9 +532,9 @@ class Supervisor:
             steps += [s for s in ladder(config) if all(s.config != t.config for t in steps)]
         self._base = config
         self._steps = steps
-        self._failed: list[RunnerConfig] = []
-        self._crashes: dict[RunnerConfig, list[float]] = {}  # crash times per configuration (clock)
-        self._retry_at: float | None = None  # « Erreur » after crashes only: the next request retries then
+        self._failed = []
+        self._crashes = {}
+        self._retry_at = None
 
     def _crash_may_restart(self, config: RunnerConfig) -> bool:
         """Count a crash of ``config``; True while it has crashed fewer than :data:`CRASH_LIMIT` times

@@ -157,7 +157,10 @@ def _gpu_layers(planned: int, config: RunnerConfig, tuning: Tuning, free_vram: i
     if tuned is None or planned == 0:
         return None  # measured without a GPU, or the plan keeps the card free: unchanged
     big = 1 << 30
-    as_count = lambda n: big if n < 0 else n  # noqa: E731 (−1 = every layer)
+
+    def as_count(n: int) -> int:
+        return big if n < 0 else n  # −1 = every layer
+
     if as_count(tuned) <= as_count(planned):
         return tuned
     if _fits_as_measured(config, tuning, free_vram):

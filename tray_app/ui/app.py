@@ -48,7 +48,8 @@ def run_tray(args: argparse.Namespace) -> int:
     from tray_app.ui.program import TrayProgram
     from tray_app.ui.single_instance import SingleInstance
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setApplicationVersion(__version__)

@@ -6,6 +6,7 @@ owns the emotion relay that shows each reply's emotion on the avatar.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,7 @@ class AvatarController(QObject):
         ]
         for i, (name, label) in enumerate(self.EXPRESSIONS):
             children.append(
-                MenuEntry(label, lambda n=name: self._send(self.link.set_expression, n, 1.0),
+                MenuEntry(label, functools.partial(self._send, self.link.set_expression, name, 1.0),
                           enabled=linked, separator_before=i == 0)
             )
         children.append(MenuEntry(self.tr("Revenir à neutre"), lambda: self._send(self.link.reset_expressions),

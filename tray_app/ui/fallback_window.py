@@ -42,14 +42,16 @@ class FallbackWindow(QWidget):
         self.closed.emit()
 
     def set_entries(self, entries: list[MenuEntry]) -> None:
-        for widget in self._dynamic:
-            self._layout.removeWidget(widget)
-            widget.deleteLater()
+        for old in self._dynamic:
+            self._layout.removeWidget(old)
+            old.deleteLater()
         self._dynamic = []
         for entry in _flatten(entries):
+            widget: QWidget
             if entry.on_click is None:
-                widget: QWidget = QLabel(entry.text)
-                widget.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                label = QLabel(entry.text)
+                label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                widget = label
             else:
                 button = QPushButton(entry.text.replace("&", "&&"))
                 button.setEnabled(entry.enabled)

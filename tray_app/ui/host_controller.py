@@ -7,6 +7,7 @@ the monitor its cheap ``host_metrics`` reading.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -332,7 +333,7 @@ class HostController(QObject):
             entries.append(MenuEntry(self.tr("Copier l'adresse de l'API"), self.copy_api_address))
         current = str(self.plan.model_path) if self.plan is not None else ""
         choices = [
-            MenuEntry(f"{m.name} ({m.source}, {_size(m.size)})", lambda p=m.path: self.use_model(Path(p)),
+            MenuEntry(f"{m.name} ({m.source}, {_size(m.size)})", functools.partial(self.use_model, Path(m.path)),
                       checked=str(m.path) == current)
             for m in self.models
         ]

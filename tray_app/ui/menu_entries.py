@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QMenu
 @dataclass(frozen=True)
 class MenuEntry:
     text: str
-    on_click: Callable[[], None] | None = None  # None = an information line (disabled)
+    on_click: Callable[[], object] | None = None  # None = an information line (disabled)
     enabled: bool = True
     separator_before: bool = False
     children: tuple[MenuEntry, ...] = field(default=())  # a submenu when not empty

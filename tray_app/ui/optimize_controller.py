@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
@@ -31,6 +32,9 @@ from tray_app.settings import Settings
 from tray_app.ui.host_controller import HostController
 from tray_app.ui.menu_entries import MenuEntry
 from tray_app.units_fr import no_break_fr
+
+if TYPE_CHECKING:  # imported when first opened: the measuring engine stays out of start-up
+    from tray_app.ui.optimize_wizard import OptimizeWizard
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +56,14 @@ class OptimizeController(QObject):
         host: HostController,
         notify: Callable[[str, bool], None],
         *,
-        wizard_factory: Callable[..., object] | None = None,
+        wizard_factory: Callable[..., OptimizeWizard] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.paths = paths
         self.host = host
         self.notify = notify
-        self.wizard = None  # OptimizeWizard while open
+        self.wizard: OptimizeWizard | None = None  # while open
         self.offer_box: QMessageBox | None = None
         self.reason_fr: str | None = None  # why optimising again is advised, when it is
         self.wizard_factory = wizard_factory  # tests give a wizard on a fake engine
@@ -121,17 +125,18 @@ class OptimizeController(QObject):
 
     # -- the wizard ---------------------------------------------------------------------------------
     def open(self) -> None:
-        if self.wizard is None:
-            self.wizard = self._make_wizard()
-            self.wizard.measuring_started.connect(self.host.pause_for_optimization)
-            self.wizard.measuring_ended.connect(self.host.resume_after_optimization)
-            self.wizard.applied.connect(self._on_applied)
-            self.wizard.finished.connect(self._forget_wizard)
-        self.wizard.show()
-        self.wizard.raise_()
-        self.wizard.activateWindow()
+        wizard = self.wizard
+        if wizard is None:
+            wizard = self.wizard = self._make_wizard()
+            wizard.measuring_started.connect(self.host.pause_for_optimization)
+            wizard.measuring_ended.connect(self.host.resume_after_optimization)
+            wizard.applied.connect(self._on_applied)
+            wizard.finished.connect(self._forget_wizard)
+        wizard.show()
+        wizard.raise_()
+        wizard.activateWindow()
 
-    def _make_wizard(self):  # type: ignore[no-untyped-def]
+    def _make_wizard(self) -> OptimizeWizard:
         if self.wizard_factory is not None:
             return self.wizard_factory(self.settings, self.paths, before_measuring=self.host.wait_until_unloaded)
         from tray_app.ui.icons import app_icon

@@ -140,8 +140,9 @@ class MachinePage(QWizardPage):
         for i in range(self.form.rowCount()):
             for role in (QFormLayout.ItemRole.LabelRole, QFormLayout.ItemRole.FieldRole):
                 item = self.form.itemAt(i, role)
-                if item is not None and item.widget() is not None:
-                    item.widget().setVisible(visible)
+                widget = item.widget() if item is not None else None
+                if widget is not None:
+                    widget.setVisible(visible)
         self.next_hint.setVisible(visible)
 
     def show_detection(self, detection: Detection) -> None:

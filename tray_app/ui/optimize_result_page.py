@@ -58,8 +58,8 @@ class ResultPage(QWizardPage):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.setVisible(False)
         self.chart: QWidget | None = None
-        for widget in (self.headline, self.first_word):
-            self._layout.addWidget(widget)
+        for label in (self.headline, self.first_word):
+            self._layout.addWidget(label)
         self._chart_index = self._layout.count()
         for widget in (self.notes, self.apply_hint, self.toggle):
             self._layout.addWidget(widget)

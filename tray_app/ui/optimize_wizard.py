@@ -25,6 +25,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
 
+from tray_app.benchmark.optimizer import OptimizationEngine
 from tray_app.benchmark.progress import BenchProgress
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.saved import apply_result
@@ -41,7 +42,7 @@ INTRO, MACHINE, PROGRESS, RESULT = range(4)
 def real_engine_factory(settings: Any) -> EngineFactory:
     """The engine on the model chosen in the settings (raises ``ModelChoiceError`` in the worker)."""
 
-    def factory():  # type: ignore[no-untyped-def]
+    def factory() -> OptimizationEngine:
         from tray_app.benchmark.optimizer import Optimizer
         from tray_app.host.hosting import choose_model
 

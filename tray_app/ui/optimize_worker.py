@@ -149,10 +149,10 @@ class OptimizeJob(QObject):
         super().__init__(parent)
         self.cancel_event = threading.Event()
         self.running = False  # a benchmark is under way (between start() and its last signal)
-        self.thread = QThread()
-        self.thread.setObjectName("desktop-mate-optimize")
+        self.worker_thread = QThread()
+        self.worker_thread.setObjectName("desktop-mate-optimize")
         self.worker = OptimizeWorker(factory, self.cancel_event, before_run)
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.worker_thread)
         self._detect.connect(self.worker.detect)
         self._run.connect(self.worker.run)
         w = self.worker  # bound methods of this QObject: Qt queues these calls to the UI thread
@@ -162,7 +162,7 @@ class OptimizeJob(QObject):
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
-        self.thread.start()
+        self.worker_thread.start()
 
     def detect(self) -> None:
         self._detect.emit()
@@ -178,8 +178,8 @@ class OptimizeJob(QObject):
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """Cancel anything running and end the thread (call from the UI thread)."""
         self.cancel_event.set()
-        self.thread.quit()
-        if not self.thread.wait(timeout_ms):
+        self.worker_thread.quit()
+        if not self.worker_thread.wait(timeout_ms):
             log.warning("optimisation thread did not stop within %d ms", timeout_ms)
 
     # -- relays (run in the UI thread) ------------------------------------------------------------

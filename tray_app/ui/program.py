@@ -9,6 +9,7 @@ the monitor's thread, pyqtgraph loads when the gauges window is first opened.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 
@@ -28,6 +29,9 @@ from tray_app.ui.monitor_worker import MonitorService, live_monitor_service
 from tray_app.ui.optimize_controller import OptimizeController
 from tray_app.ui.tray import TrayController, TrayStatus
 
+if TYPE_CHECKING:  # imported when first opened: pyqtgraph stays out of start-up
+    from tray_app.ui.gauges_window import GaugesWindow
+
 log = logging.getLogger(__name__)
 
 
@@ -37,12 +41,15 @@ class TrayProgram(QObject):
         self.settings = settings
         self.paths = paths
         self.tray = TrayController(settings, paths, use_tray=use_tray)
-        notify = lambda text, warning=False: self.tray.notify(text, warning=warning)  # noqa: E731
+
+        def notify(text: str, warning: bool = False) -> None:
+            self.tray.notify(text, warning=warning)
+
         self.host = HostController(settings, paths, notify)
         self.avatar = AvatarController(settings, notify)
         self.optimize = OptimizeController(settings, paths, self.host, notify)
         self.monitor: MonitorService = live_monitor_service(settings, host_metrics=self.host.host_metrics)
-        self.gauges = None  # GaugesWindow, created on first open (pyqtgraph loads then)
+        self.gauges: GaugesWindow | None = None  # created on first open (pyqtgraph loads then)
         self._alert_state: AlertState | None = None
         self._tooltip = ""
 
