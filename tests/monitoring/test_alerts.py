@@ -9,8 +9,8 @@ from tests.monitor_helpers import host, kinds, run, sample
 from tray_app.monitoring import (
     AlertEngine,
     AlertSettings,
-    HostEvent,
-    HostEventKind,
+    HostNotice,
+    HostNoticeKind,
     NotificationKind,
     ProtectionAction,
     VramLevel,
@@ -168,16 +168,16 @@ def test_no_gpu_is_a_state_not_an_error():
 
 def test_host_events_are_told_and_rate_limited():
     engine = AlertEngine()
-    unloaded = HostEvent(HostEventKind.MODEL_UNLOADED_IDLE, idle_seconds=300, at=100.0)
+    unloaded = HostNotice(HostNoticeKind.MODEL_UNLOADED_IDLE, idle_seconds=300, at=100.0)
     (note,) = engine.host_event(unloaded)
     assert note.kind is NotificationKind.MODEL_UNLOADED and not note.kind.is_warning
     assert "après 5 minutes sans question" in note.text and "rechargera tout seul" in note.text
-    assert engine.host_event(HostEvent(HostEventKind.MODEL_UNLOADED_IDLE, at=110.0)) == ()
-    restarted = HostEvent(HostEventKind.RUNNER_RESTARTED_SAFER, detail_fr="20 couches sur la carte au lieu de 33",
+    assert engine.host_event(HostNotice(HostNoticeKind.MODEL_UNLOADED_IDLE, at=110.0)) == ()
+    restarted = HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr="20 couches sur la carte au lieu de 33",
                           at=120.0)
     (note,) = engine.host_event(restarted)
     assert "réglages plus prudents (20 couches sur la carte au lieu de 33)" in note.text
-    crashed = HostEvent(HostEventKind.RUNNER_RESTARTED, detail_fr="Le moteur du modèle s'est arrêté ; il redémarre.",
+    crashed = HostNotice(HostNoticeKind.RUNNER_RESTARTED, detail_fr="Le moteur du modèle s'est arrêté ; il redémarre.",
                         at=160.0)
     (note,) = engine.host_event(crashed)  # the same settings again: one plain sentence, nothing about a plan
     assert note.kind is NotificationKind.RUNNER_RESTARTED and note.text == crashed.detail_fr

@@ -11,9 +11,9 @@ from tests.monitor_helpers import GIB, MIB
 from tray_app.hardware.gpu import NvmlReader, default_nvml_reader
 from tray_app.hardware.nvml_replay import ReplayNvml
 from tray_app.monitoring import (
-    HostEvent,
-    HostEventKind,
     HostMetrics,
+    HostNotice,
+    HostNoticeKind,
     LiveMachine,
     Monitor,
     ProtectionReason,
@@ -105,7 +105,7 @@ def test_record_then_replay_gives_the_same_measurements(tmp_path):
     original = Monitor(ReplayMachine(OVERFLOW_RECORDING, start_at=1000.0))
     recorder = original.start_recording(60)
     originals = [original.tick() for _ in range(60)]
-    original.push_host_event(HostEvent(HostEventKind.RUNNER_RESTARTED_SAFER, detail_fr="moins de couches"))
+    original.push_host_event(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr="moins de couches"))
     original.tick()  # the recorder is complete: this sample is not kept
     assert recorder.complete and recorder.count == 60
     path = recorder.write(tmp_path / "mesures.json")
@@ -127,7 +127,7 @@ def test_recorded_host_events_are_replayed(tmp_path):
     monitor = Monitor(ReplayMachine(RTX4050_RECORDING, runner_pid=5151, start_at=0))
     recorder = monitor.start_recording(3)
     monitor.tick()
-    monitor.push_host_event(HostEvent(HostEventKind.MODEL_UNLOADED_IDLE, idle_seconds=60))
+    monitor.push_host_event(HostNotice(HostNoticeKind.MODEL_UNLOADED_IDLE, idle_seconds=60))
     monitor.tick()
     monitor.tick()
     path = recorder.write(tmp_path / "events.json")

@@ -8,8 +8,8 @@ import threading
 from tests.conftest import DATA, RTX4050_RECORDING
 from tray_app.monitoring import (
     AlertSettings,
-    HostEvent,
-    HostEventKind,
+    HostNotice,
+    HostNoticeKind,
     Monitor,
     ReplayMachine,
     VramLevel,
@@ -64,7 +64,7 @@ def test_host_events_can_be_pushed_from_any_thread(qtbot):
     with qtbot.waitSignal(service.sample_ready, timeout=5000):
         service.start()
     pusher = threading.Thread(target=service.push_host_event,
-                              args=(HostEvent(HostEventKind.RUNNER_RESTARTED_SAFER, detail_fr="contexte réduit"),))
+                              args=(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr="contexte réduit"),))
     with qtbot.waitSignal(service.notification, timeout=5000):
         pusher.start()
     pusher.join()

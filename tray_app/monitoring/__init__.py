@@ -4,7 +4,7 @@ Public API::
 
     Monitor(source, host_metrics=None, settings=None).tick() -> MonitorTick | None
     LiveMachine() / ReplayMachine(path_or_dict, loop=False, runner_pid=None)   # sources
-    HostMetrics, HostEvent, HostEventKind                                       # from the host
+    HostMetrics, HostNotice, HostNoticeKind                                       # from the host
     AlertSettings.from_settings(settings), AlertEngine, AlertState, VramLevel
     Notification, NotificationKind, ProtectionRequest, ProtectionAction
     SampleHistory (bounded, compact), TimelineRecorder (« Enregistrer 5 minutes de mesures »)
@@ -15,7 +15,7 @@ from __future__ import annotations
 from tray_app.monitoring.alert_settings import AlertSettings
 from tray_app.monitoring.alerts import AlertEngine, AlertState, AlertUpdate, VramLevel
 from tray_app.monitoring.history import SampleHistory
-from tray_app.monitoring.host_metrics import HostEvent, HostEventKind, HostMetrics, HostMetricsSource
+from tray_app.monitoring.host_metrics import HostMetrics, HostMetricsSource, HostNotice, HostNoticeKind
 from tray_app.monitoring.machine_source import LiveMachine, MachineSource, ReplayMachine
 from tray_app.monitoring.monitor import Monitor, MonitorTick
 from tray_app.monitoring.notification import Notification, NotificationKind
@@ -28,8 +28,8 @@ __all__ = [
     "AlertSettings",
     "AlertState",
     "AlertUpdate",
-    "HostEvent",
-    "HostEventKind",
+    "HostNotice",
+    "HostNoticeKind",
     "HostMetrics",
     "HostMetricsSource",
     "LiveMachine",

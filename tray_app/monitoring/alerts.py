@@ -29,7 +29,7 @@ from enum import Enum
 from tray_app.hardware.gpu import GpuReading
 from tray_app.monitoring import alert_messages as msg
 from tray_app.monitoring.alert_settings import UNCAPPED, AlertSettings
-from tray_app.monitoring.host_metrics import HostEvent, HostEventKind
+from tray_app.monitoring.host_metrics import HostNotice, HostNoticeKind
 from tray_app.monitoring.notification import Notification, NotificationKind
 from tray_app.monitoring.protection import ProtectionAction, ProtectionReason, ProtectionRequest
 from tray_app.monitoring.sample import MonitorSample
@@ -169,15 +169,15 @@ class AlertEngine:
         )
         return AlertUpdate(self.state, tuple(n for n in out if n is not None), protection)
 
-    def host_event(self, event: HostEvent, now: float | None = None) -> tuple[Notification, ...]:
+    def host_event(self, event: HostNotice, now: float | None = None) -> tuple[Notification, ...]:
         """A host event (model unloaded, runner restarted): the notification to show, if any."""
         at = event.at if event.at is not None else (now if now is not None else time.time())
-        if event.kind is HostEventKind.MODEL_UNLOADED_IDLE:
+        if event.kind is HostNoticeKind.MODEL_UNLOADED_IDLE:
             note = self._emit(NotificationKind.MODEL_UNLOADED, msg.model_unloaded(event.idle_seconds), at)
-        elif event.kind is HostEventKind.RUNNER_RESTARTED_SAFER:
+        elif event.kind is HostNoticeKind.RUNNER_RESTARTED_SAFER:
             self._learned_baseline = None  # a safer plan is slower: learn its speed again
             note = self._emit(NotificationKind.RUNNER_RESTARTED, msg.runner_restarted(event.detail_fr), at)
-        elif event.kind is HostEventKind.RUNNER_RESTARTED:
+        elif event.kind is HostNoticeKind.RUNNER_RESTARTED:
             note = self._emit(NotificationKind.RUNNER_RESTARTED, msg.runner_crashed(event.detail_fr), at)
         else:  # pragma: no cover - a new kind without a rule
             log.warning("host event %r has no notification rule", event.kind)

@@ -1,7 +1,7 @@
 """What the monitor needs from the host (gateway + supervisor), as small frozen values.
 
 The host is another part of the program; the monitor only calls a ``host_metrics`` callable (from its own
-thread, once per tick, so it must be cheap and thread-safe) and receives :class:`HostEvent` values pushed
+thread, once per tick, so it must be cheap and thread-safe) and receives :class:`HostNotice` values pushed
 by whoever listens to the supervisor. Nothing here imports the host.
 """
 
@@ -30,14 +30,14 @@ class HostMetrics:
 HostMetricsSource = Callable[[], "HostMetrics | None"]
 
 
-class HostEventKind(str, Enum):
+class HostNoticeKind(str, Enum):
     MODEL_UNLOADED_IDLE = "model_unloaded_idle"  # the keep-alive delay ran out: the runner was ended
     RUNNER_RESTARTED_SAFER = "runner_restarted_safer"  # the runner died and was restarted on a safer plan
     RUNNER_RESTARTED = "runner_restarted"  # the runner died with no cause found; the same plan restarts
 
 
 @dataclass(frozen=True, slots=True)
-class HostEvent:
+class HostNotice:
     """Something the host did that the user should hear about.
 
     ``idle_seconds``: the keep-alive delay that ran out (MODEL_UNLOADED_IDLE).
@@ -47,7 +47,7 @@ class HostEvent:
     ``at``: time.time() of the event; None means "now" for the engine.
     """
 
-    kind: HostEventKind
+    kind: HostNoticeKind
     idle_seconds: float | None = None
     detail_fr: str = ""
     at: float | None = None

@@ -16,7 +16,7 @@ import psutil
 from tray_app.hardware.gpu import NvmlReader
 from tray_app.hardware.nvml_replay import ReplayNvml, load_recording
 from tray_app.hardware.snapshot import HardwareProbe, HardwareSnapshot
-from tray_app.monitoring.host_metrics import HostEvent, HostEventKind, HostMetrics
+from tray_app.monitoring.host_metrics import HostMetrics, HostNotice, HostNoticeKind
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +141,14 @@ class ReplayMachine:
         present = bool(self._gpus) and any(p.pid == self.runner_pid for p in self._gpus[0].processes)
         return HostMetrics(self.runner_pid if present else None, None, None, present)
 
-    def host_events(self) -> tuple[HostEvent, ...]:
+    def host_events(self) -> tuple[HostNotice, ...]:
         """Host events recorded with the sample last read (``"host_events": [{"kind": …}]``)."""
         events = []
         for raw in self._current.get("host_events") or ():
             try:
                 events.append(
-                    HostEvent(
-                        HostEventKind(raw["kind"]),
+                    HostNotice(
+                        HostNoticeKind(raw["kind"]),
                         idle_seconds=_float_or_none(raw.get("idle_seconds")),
                         detail_fr=str(raw.get("detail_fr", "")),
                     )

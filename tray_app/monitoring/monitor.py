@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tray_app.monitoring.alert_settings import AlertSettings
 from tray_app.monitoring.alerts import AlertEngine, AlertState
 from tray_app.monitoring.history import DEFAULT_CAPACITY, SampleHistory
-from tray_app.monitoring.host_metrics import HostEvent, HostMetrics, HostMetricsSource
+from tray_app.monitoring.host_metrics import HostMetrics, HostMetricsSource, HostNotice
 from tray_app.monitoring.machine_source import MachineSource, ReplayMachine
 from tray_app.monitoring.model_share import ModelShareEstimator
 from tray_app.monitoring.notification import Notification
@@ -93,7 +93,7 @@ class Monitor:
         self.latest = MonitorTick(sample, update.state, notes, update.protection)
         return self.latest
 
-    def push_host_event(self, event: HostEvent) -> tuple[Notification, ...]:
+    def push_host_event(self, event: HostNotice) -> tuple[Notification, ...]:
         """A host event (model unloaded, runner restarted); returns the notifications to show."""
         if self.recorder is not None:
             self.recorder.add_event(event)

@@ -24,7 +24,7 @@ from typing import Any
 
 from tray_app import __version__
 from tray_app.hardware.nvml_replay import RECORDING_FORMAT
-from tray_app.monitoring.host_metrics import HostEvent
+from tray_app.monitoring.host_metrics import HostNotice
 from tray_app.monitoring.sample import MonitorSample
 
 DEFAULT_RECORD_SECONDS = 300
@@ -55,7 +55,7 @@ class TimelineRecorder:
     def progress(self) -> float:
         return min(1.0, len(self._samples) / self.wanted)
 
-    def add_event(self, event: HostEvent) -> None:
+    def add_event(self, event: HostNotice) -> None:
         """A host event, stored with the next sample."""
         raw: dict[str, Any] = {"kind": event.kind.value}
         if event.idle_seconds is not None:

@@ -20,8 +20,7 @@ from PySide6.QtWidgets import QFileDialog
 from tray_app.host.gateway import PortUnavailable
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model, keep_alive_from, plan_host
-from tray_app.monitoring.host_metrics import HostEvent as MonitorHostEvent
-from tray_app.monitoring.host_metrics import HostEventKind, HostMetrics
+from tray_app.monitoring.host_metrics import HostMetrics, HostNotice, HostNoticeKind
 from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
 from tray_app.paths import AppPaths
 from tray_app.planning.runner_config import RunnerConfig
@@ -48,7 +47,7 @@ OPTIMIZING_FR = (
 class HostController(QObject):
     """Signals:
     changed(): the state, the model or the address changed; the menu and icon should be refreshed.
-    monitor_event(object): a :class:`~tray_app.monitoring.host_metrics.HostEvent` for the monitor.
+    monitor_event(object): a :class:`~tray_app.monitoring.host_metrics.HostNotice` for the monitor.
     models_found(list): the discovered models (list of ``DiscoveredModel``), after a scan.
     """
 
@@ -160,17 +159,17 @@ class HostController(QObject):
     def _on_host_event(self, event: HostEvent) -> None:
         previous = self.state
         if event.kind is EventKind.FALLBACK:
-            self.monitor_event.emit(MonitorHostEvent(HostEventKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))
+            self.monitor_event.emit(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))
         elif event.kind is EventKind.RESTART:
             # Its state (« En veille ») is taken below: the STATE event that follows is no idle unload.
-            self.monitor_event.emit(MonitorHostEvent(HostEventKind.RUNNER_RESTARTED, detail_fr=event.message))
+            self.monitor_event.emit(HostNotice(HostNoticeKind.RUNNER_RESTARTED, detail_fr=event.message))
         elif event.kind is EventKind.STATE:
             if event.state is HostState.ERROR:
                 self.notify(event.message, True)
             elif event.state is HostState.IDLE and previous in (HostState.READY, HostState.BUSY):
                 if not self._unload_asked:
                     keep = self.host.supervisor.keep_alive_s if self.host is not None else 0
-                    self.monitor_event.emit(MonitorHostEvent(HostEventKind.MODEL_UNLOADED_IDLE, idle_seconds=keep))
+                    self.monitor_event.emit(HostNotice(HostNoticeKind.MODEL_UNLOADED_IDLE, idle_seconds=keep))
                 self._unload_asked = False
             if event.state is HostState.IDLE:
                 self._apply_protection_when_idle()

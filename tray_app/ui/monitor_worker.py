@@ -16,8 +16,8 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from tray_app.monitoring import (
     AlertSettings,
     AlertState,
-    HostEvent,
     HostMetricsSource,
+    HostNotice,
     LiveMachine,
     Monitor,
     MonitorTick,
@@ -106,7 +106,7 @@ class MonitorWorker(QObject):
             self.protection_requested.emit(tick.protection)
 
     @Slot(object)
-    def push_host_event(self, event: HostEvent) -> None:
+    def push_host_event(self, event: HostNotice) -> None:
         for note in self.monitor.push_host_event(event):
             self.notification.emit(note.kind.value, note.text)
 
@@ -220,7 +220,7 @@ class MonitorService(QObject):
     def start(self) -> None:
         self.worker_thread.start()
 
-    def push_host_event(self, event: HostEvent) -> None:
+    def push_host_event(self, event: HostNotice) -> None:
         self._host_event.emit(event)
 
     def configure(self, settings: AlertSettings) -> None:
