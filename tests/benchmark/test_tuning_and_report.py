@@ -304,3 +304,70 @@ def test_a_winner_not_clearly_better_once_measured_again_is_not_applied(model: P
     sooner_but_slower = SearchOutcome("coordinate", START, [start, moved], best=moved,
                                       best_measurement=measurement(43.0, 0.8), start_measurement=start.measurement)
     assert engine._result(engine._summary, sooner_but_slower, "coordinate", quick=True).best_point == START
+
+
+# -- the racing search's story: its interleaved final check decides and gives the interval ---------------
+def _racing_outcome(trials, best, kept: str, check, start=START):
+    from tray_app.benchmark.paired import Comparison
+    from tray_app.benchmark.racing_search import RACING
+    from tray_app.benchmark.search import SearchOutcome
+
+    comparison = Comparison(*check) if check is not None else None
+    best_trial = next(t for t in reversed(trials) if t.point == best)
+    start_trial = next(t for t in trials if t.point == start)
+    return SearchOutcome(RACING, start, trials, best=best_trial, best_measurement=best_trial.measurement,
+                         start_measurement=start_trial.measurement, final_check=comparison, kept_because=kept)
+
+
+def test_a_faster_winner_is_told_with_the_interval_of_the_final_check(model: Path, settings: Settings):
+    from tests.bench_fakes import make_summary, measurement
+    from tray_app.benchmark.optimizer import KEPT_FR, Optimizer
+    from tray_app.benchmark.search import Trial
+
+    engine = Optimizer(model, settings)
+    engine._summary = make_summary(model)
+    trials = [Trial(1, START, measurement(50.0, 1.2)), Trial(2, BEST, measurement(62.0, 1.1)),
+              Trial(3, START, measurement(51.0, 1.2), control=True), Trial(4, BEST, measurement(61.0, 1.1), True)]
+    outcome = _racing_outcome(trials, BEST, "faster", (0.21, 0.12, 0.31, 2, 0.04))
+    result = engine._result(engine._summary, outcome, "racing", quick=True)
+    assert result.best_point == BEST and result.improved and KEPT_FR not in result.notes_fr
+    assert headline_fr(result) == (
+        "Réponses 21 % plus rapides (entre +12\u00a0% et +31\u00a0% selon les mesures) : "
+        "40 mots/seconde au lieu de 32."
+    )
+    assert result.to_dict()["final_check"]["verdict"] == "better"
+
+
+def test_more_of_the_model_on_the_card_is_kept_without_claiming_a_gain(model: Path, settings: Settings):
+    from tests.bench_fakes import make_summary, measurement
+    from tray_app.benchmark.optimizer import Optimizer
+    from tray_app.benchmark.search import Trial
+
+    start = START.with_value("gpu_layers", 20)
+    engine = Optimizer(model, settings)
+    engine._summary = make_summary(model)
+    more = start.with_value("gpu_layers", 22)
+    trials = [Trial(1, start, measurement(30.0, 1.2)), Trial(2, more, measurement(31.0, 1.2)),
+              Trial(3, start, measurement(30.5, 1.2), control=True), Trial(4, more, measurement(30.8, 1.2), True)]
+    outcome = _racing_outcome(trials, more, "more_on_gpu", (0.02, -0.09, 0.14, 2, 0.05), start=start)
+    result = engine._result(engine._summary, outcome, "racing", quick=True)
+    headline = headline_fr(result)
+    assert result.best_point == more
+    assert headline.startswith("Une plus grande partie du modèle tient maintenant sur la carte graphique")
+    assert "trop petit pour être mesuré" in headline and "entre −9\u00a0% et +14\u00a0%" in headline
+    assert "plus rapides" not in headline
+
+
+def test_no_measurable_gain_keeps_todays_settings_and_says_so(model: Path, settings: Settings):
+    from tests.bench_fakes import make_summary, measurement
+    from tray_app.benchmark.optimizer import KEPT_FR, Optimizer
+    from tray_app.benchmark.search import Trial
+
+    engine = Optimizer(model, settings)
+    engine._summary = make_summary(model)
+    trials = [Trial(1, START, measurement(50.0, 1.2)), Trial(2, BEST, measurement(58.0, 1.2)),
+              Trial(3, START, measurement(51.0, 1.2), control=True), Trial(4, BEST, measurement(50.5, 1.2), True)]
+    outcome = _racing_outcome(trials, START, "", (0.01, -0.12, 0.15, 2, 0.06))
+    result = engine._result(engine._summary, outcome, "racing", quick=True)
+    assert result.best_point == START and not result.improved and KEPT_FR in result.notes_fr
+    assert headline_fr(result).startswith("Vos réglages actuels sont déjà les bons")

@@ -20,11 +20,13 @@ from typing import Any, Protocol
 
 from tray_app.benchmark.engine import BenchmarkError, RunnerMeasurer
 from tray_app.benchmark.machine import MachineSummary, detect_machine
+from tray_app.benchmark.measurement import Measurement
+from tray_app.benchmark.paired import Comparison, compare, noise_sigma, prior_from_requests, series_of
 from tray_app.benchmark.progress import ProgressCallback, ProgressTracker
+from tray_app.benchmark.racing_search import KEPT_START_FAILED, RACING, estimate_racing_trials, racing_search
 from tray_app.benchmark.report_fr import headline_kind, notes_fr
 from tray_app.benchmark.result import OptimizationResult, words_per_token
 from tray_app.benchmark.search import SearchOutcome, coordinate_search, estimate_trials, grid_search
-from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.space import Point, SearchSpace, affinity_for, build_space, config_for
 from tray_app.benchmark.workload import NORMAL, QUICK, Workload
 from tray_app.hardware.gpu import NvmlReader
@@ -32,8 +34,9 @@ from tray_app.paths import app_paths
 
 log = logging.getLogger(__name__)
 
-COORDINATE = "coordinate"
+COORDINATE = "coordinate"  # the previous search: one measurement per configuration (kept to compare)
 GRID = "grid"
+DEFAULT_STRATEGY = RACING
 BENCH_RUNNER_LOG = "bench-runner.log"
 
 
@@ -51,8 +54,8 @@ class OptimizationEngine(Protocol):
 
 HOPELESS_FRACTION = 0.5
 KEPT_FR = (
-    "Le meilleur essai, mesuré une deuxième fois, n'était pas nettement plus rapide : vos réglages "
-    "actuels sont gardés."
+    "Le meilleur essai, mesuré de nouveau en alternance avec vos réglages actuels, n'était pas "
+    "nettement plus rapide : vos réglages actuels sont gardés."
 )
 
 
@@ -130,8 +133,10 @@ class Optimizer:
         prompt_tokens = 320
         return start_stop + 0.5 + w.repetitions * (prompt_tokens / prompt + w.max_tokens / gen)
 
-    def estimate_seconds(self, *, quick: bool, strategy: str = COORDINATE) -> float:
-        return estimate_trials(self.space(), strategy) * self.seconds_per_trial_guess(quick)
+    def estimate_seconds(self, *, quick: bool, strategy: str = DEFAULT_STRATEGY) -> float:
+        space = self.space()
+        trials = estimate_racing_trials(space) if strategy == RACING else estimate_trials(space, strategy)
+        return trials * self.seconds_per_trial_guess(quick)
 
     # -- running ----------------------------------------------------------------------------------
     def run(
@@ -140,7 +145,7 @@ class Optimizer:
         quick: bool,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
-        strategy: str = COORDINATE,
+        strategy: str = DEFAULT_STRATEGY,
     ) -> OptimizationResult:
         """Search and measure. Raises BenchmarkCancelled (runner stopped) or BenchmarkError (French)."""
         cancel = cancel or threading.Event()
@@ -162,7 +167,7 @@ class Optimizer:
             hopeless_below=lambda: _half_of_fastest(tracker),
             request_limit=lambda: _request_limit(tracker, self.workload(quick)),
         )
-        search = grid_search if strategy == GRID else coordinate_search
+        search = {GRID: grid_search, COORDINATE: coordinate_search}.get(strategy, racing_search)
         log.info("benchmark (%s, quick=%s) of %s from %s", strategy, quick, summary.model_path, space.start)
         try:
             outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
@@ -174,23 +179,34 @@ class Optimizer:
 
     def head_to_head(
         self, a: Point, b: Point, *, quick: bool, rounds: int = 2, cancel: threading.Event | None = None
-    ) -> tuple[Measurement, Measurement]:
-        """Measure ``a`` and ``b`` alternately (a, b, a, b…), each in its own runner; runs pooled.
+    ) -> tuple[Measurement, Measurement, Comparison | None]:
+        """Measure ``a`` and ``b`` alternately (a b, b a, a b…), each time in its own runner; runs pooled.
 
         For checking a claim without the winner's curse: the best of many noisy measurements is
-        flattered by its noise, two configurations measured side by side are not.
+        flattered by its noise, two configurations measured side by side are not. The comparison is
+        ``b`` against ``a`` (paired in time, :mod:`tray_app.benchmark.paired`), with its interval.
         """
         s = self.detect()
         measurer = RunnerMeasurer(
             s.base_config, self.workload(quick), cpu=s.cpu, n_layers=s.n_layers, cancel=cancel,
             log_file=self.log_file, load_timeout_s=self.load_timeout_s,
         )
-        pooled: list[Measurement | None] = [None, None]
-        for _ in range(rounds):
-            for i, point in enumerate((a, b)):
-                m = measurer(point)
-                pooled[i] = m if pooled[i] is None else pooled[i].pooled_with(m)  # type: ignore[union-attr]
-        return pooled[0], pooled[1]  # type: ignore[return-value]
+        runs: dict[int, list[tuple[float, Measurement]]] = {0: [], 1: []}
+        step = 0
+        for r in range(rounds):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                step += 1
+                runs[i].append((step, measurer((a, b)[i])))
+        pooled = []
+        for i in (0, 1):
+            stable = [m for _, m in runs[i] if m.stable]
+            m0 = stable[0] if stable else runs[i][0][1]
+            for m in stable[1:]:
+                m0 = m0.pooled_with(m)
+            pooled.append(m0)
+        series = [series_of(runs[i]) for i in (0, 1)]
+        sigma = noise_sigma(series, prior=prior_from_requests(m for i in (0, 1) for _, m in runs[i]))
+        return pooled[0], pooled[1], compare(series[0], series[1], sigma)
 
     def _result(self, s: MachineSummary, outcome: SearchOutcome, strategy: str, quick: bool) -> OptimizationResult:
         if outcome.best is None or outcome.best_measurement is None or outcome.start_measurement is None:
@@ -202,6 +218,8 @@ class Optimizer:
                 + "Essayez un modèle plus petit, ou fermez des programmes puis relancez « Optimiser ».",
                 detail=f"no stable configuration among {len(outcome.trials)}",
             )
+        if outcome.strategy == RACING:
+            return self._racing_result(s, outcome, quick)
         best_point = outcome.best.point
         start_measurement = outcome.start_measurement
         if best_point == outcome.start or not start_measurement.stable:
@@ -247,5 +265,50 @@ class Optimizer:
         log.info(
             "benchmark done in %.1f s: %d configurations, best %s (%.1f tok/s, before %.1f)",
             result.wall_s, len(result.trials), best_point, result.after.gen_tps or 0, result.before.gen_tps or 0,
+        )
+        return result
+
+    def _racing_result(self, s: MachineSummary, outcome: SearchOutcome, quick: bool) -> OptimizationResult:
+        """The racing search already decided, from its interleaved final check, whether the winner stays."""
+        assert outcome.best is not None and outcome.best_measurement is not None  # checked by _result
+        best_point = outcome.best.point
+        start_failed = outcome.kept_because == KEPT_START_FAILED or not (
+            outcome.start_measurement is not None and outcome.start_measurement.stable
+        )
+        before = outcome.best_measurement if best_point == outcome.start or start_failed else outcome.start_measurement
+        assert before is not None
+        reference = before if before.text else outcome.best_measurement
+        notes = notes_fr(outcome.trials, drift=outcome.drift, control_failed=outcome.control_failed)
+        if best_point == outcome.start and outcome.final_check is not None:
+            notes += (KEPT_FR,)  # a winner was found, then not shown faster beside today's settings
+        result = OptimizationResult(
+            strategy=RACING,
+            quick=quick,
+            identity=s.identity,
+            model_name=s.model_name,
+            n_layers=s.n_layers,
+            start_point=outcome.start,
+            best_point=best_point,
+            base_config=s.base_config,
+            best_config=config_for(s.base_config, best_point, n_layers=s.n_layers),
+            best_affinity=affinity_for(best_point, s.cpu),
+            before=before,
+            after=outcome.best_measurement,
+            trials=tuple(outcome.trials),
+            thresholds=outcome.thresholds,
+            drift=outcome.drift,
+            wall_s=outcome.wall_s,
+            words_per_token=words_per_token(reference.text, reference.generated_tokens),
+            notes_fr=notes,
+            free_vram=s.gpu.memory_free if s.gpu is not None else None,
+            start_failed=start_failed,
+            final_check=outcome.final_check,
+            prompt_check=outcome.prompt_check,
+            kept_because=outcome.kept_because,
+        )
+        log.info(
+            "benchmark done in %.1f s: %d measurements, best %s (%s; check %s)",
+            result.wall_s, len(result.trials), best_point, outcome.kept_because or "today's settings kept",
+            outcome.final_check.to_dict() if outcome.final_check is not None else None,
         )
         return result

@@ -10,6 +10,7 @@ import statistics
 from typing import Iterable
 
 from tray_app.benchmark.measurement import Measurement
+from tray_app.benchmark.paired import Comparison
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.search import Trial
 from tray_app.benchmark.space import (
@@ -118,13 +119,19 @@ def describe_change_fr(point: Point, start: Point, n_layers: int) -> str:
 
 
 def headline_kind(result: OptimizationResult) -> str:
-    """Which story the result tells: ``start_failed``, ``faster``, ``sooner``, ``lighter``, ``small`` or ``same``.
+    """Which story the result tells: ``start_failed``, ``faster``, ``sooner``, ``more_on_gpu``, ``lighter``,
+    ``small`` or ``same``.
 
     ``small``: the search moved, but the gain left after measuring the winner again is within the noise,
-    or the two figures print the same (« 0 ms au lieu de 0 ms » cannot carry a claim).
+    or the two figures print the same (« 0 ms au lieu de 0 ms » cannot carry a claim). A result of the
+    racing search (``final_check`` set) tells the story its interleaved final check decided.
     """
     if result.start_failed:
         return "start_failed"
+    if result.final_check is not None or result.kept_because:
+        if not result.improved:
+            return "small" if result.final_check is not None else "same"
+        return result.kept_because if result.kept_because in RACING_STORIES else "small"
     if not result.improved:
         return "same"
     gain, ttft_gain = result.gen_gain, result.ttft_gain
@@ -144,6 +151,19 @@ def headline_kind(result: OptimizationResult) -> str:
     return "small"
 
 
+RACING_STORIES = frozenset({"faster", "sooner", "more_on_gpu", "lighter"})
+
+
+def signed_percent_fr(x: float) -> str:
+    """« +12 % », « −8 % » (a true minus sign; no-break space before %)."""
+    return f"{'+' if x >= 0 else '−'}{round(abs(x) * 100)}\u00a0%"
+
+
+def interval_fr(check: Comparison) -> str:
+    """« entre +12 % et +35 % »: where the gain lies, given the noise of the measurements."""
+    return f"entre {signed_percent_fr(check.low)} et {signed_percent_fr(check.high)}"
+
+
 def _words_fr(result: OptimizationResult, m: Measurement) -> str:
     """Words per second as the headline prints them: « 41 »."""
     return str(round(result.words_per_second(m.gen_tps) or 0))
@@ -153,8 +173,23 @@ def headline_fr(result: OptimizationResult) -> str:
     """« Réponses 23 % plus rapides : 41 mots/seconde au lieu de 33. » or why nothing changes."""
     before, after = _words_fr(result, result.before), _words_fr(result, result.after)
     kind = headline_kind(result)
+    check = result.final_check
     if kind == "start_failed":
         return f"Vos réglages actuels ne fonctionnaient pas sur cet ordinateur ; les nouveaux donnent {after} mots/seconde."
+    if kind == "faster" and check is not None:
+        if before == after:  # a gain shown beyond the noise, on small figures: one decimal tells them apart
+            before = num_fr(result.words_per_second(result.before.gen_tps) or 0, 1)
+            after = num_fr(result.words_per_second(result.after.gen_tps) or 0, 1)
+        return (
+            f"Réponses {round(check.gain * 100)} % plus rapides ({interval_fr(check)} selon les mesures) : "
+            f"{after} mots/seconde au lieu de {before}."
+        )
+    if kind == "more_on_gpu":
+        tail = f" ({interval_fr(check)} selon les mesures)" if check is not None else ""
+        return (
+            f"Une plus grande partie du modèle tient maintenant sur la carte graphique ({after} mots/seconde). "
+            f"Le gain est trop petit pour être mesuré avec certitude sur cet ordinateur{tail}."
+        )
     if kind == "faster":
         return f"Réponses {round((result.gen_gain or 0) * 100)} % plus rapides : {after} mots/seconde au lieu de {before}."
     if kind == "sooner":

@@ -13,6 +13,7 @@ from typing import Any
 from tray_app.benchmark.identity import MachineIdentity
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.objective import Thresholds
+from tray_app.benchmark.paired import Comparison
 from tray_app.benchmark.search import Trial
 from tray_app.benchmark.space import Point
 from tray_app.planning.runner_config import RunnerConfig
@@ -52,6 +53,12 @@ class OptimizationResult:
     free_vram: int | None = None  # free graphics memory when measured (the GPU-layers choice depends on it)
     start_failed: bool = False  # today's settings crashed: ``before`` is then the winner's figures
     finished_at: float = field(default_factory=time.time)
+    # The racing search's final check (winner and today's settings measured alternately): the gain in
+    # generation speed and in first-word delay with their intervals, and why the winner was kept
+    # ("faster", "sooner", "more_on_gpu", "lighter", "start_failed"; "" when today's settings stay).
+    final_check: Comparison | None = None
+    prompt_check: Comparison | None = None
+    kept_because: str = ""
 
     @property
     def improved(self) -> bool:
@@ -101,4 +108,7 @@ class OptimizationResult:
             "free_vram": self.free_vram,
             "start_failed": self.start_failed,
             "finished_at": self.finished_at,
+            "final_check": self.final_check.to_dict() if self.final_check is not None else None,
+            "prompt_check": self.prompt_check.to_dict() if self.prompt_check is not None else None,
+            "kept_because": self.kept_because,
         }

@@ -96,9 +96,23 @@ class Dimension:
     prompt_only: bool = False  # changes how fast the prompt is read, not the generation speed
     memory_bound: bool = False  # higher values take more memory: once a value failed, higher ones are skipped
 
+    # Every value the engine accepts, for a search that looks finely where it matters (the layer count
+    # just below where memory runs out); ``values`` stays the grid's coarse choice. Empty: ``values``.
+    fine: tuple[Any, ...] = ()
+    # Moving along it changes the memory taken on the card (KV cache type, batch size): on a GPU, each
+    # value is judged at the most layers that fit with it.
+    changes_memory: bool = False
+    # A value known to be at least as good where it is allowed (P-core pinning on hybrid CPUs: llama.cpp
+    # on E-cores slows every step): it wins unless measured slower beyond the noise. None: no prior.
+    preferred: Any = None
     def index(self, value: Any) -> int:
         return self.values.index(value)
 
+
+    @property
+    def steps(self) -> tuple[Any, ...]:
+        """The values a fine search may visit: ``fine`` when given, else ``values``."""
+        return self.fine or self.values
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -189,19 +203,20 @@ def build_space(
     start: dict[str, Any] = {}
     if gpu_usable:
         layers = effective_layers(base.n_gpu_layers, n_layers)
-        dims.append(Dimension(GPU_LAYERS, gpu_layer_values(layers, n_layers), memory_bound=True))
+        dims.append(Dimension(GPU_LAYERS, gpu_layer_values(layers, n_layers), memory_bound=True,
+                              fine=tuple(range(n_layers + 2))))
         start[GPU_LAYERS] = layers
     dims.append(Dimension(THREADS, thread_values(cpu, base.n_threads, gpu=gpu_usable)))
     start[THREADS] = base.n_threads
     p_cpus = cpu.performance_logical_cpus
     if cpu.hybrid and p_cpus:
-        dims.append(Dimension(AFFINITY, ("", P_CORES), ordered=False))
+        dims.append(Dimension(AFFINITY, ("", P_CORES), ordered=False, preferred=P_CORES))
         start[AFFINITY] = ""
     modes = [m for m in ATTENTION_MODES if quantized_kv_ok or ATTENTION_MODES[m][0] == "f16"]
     start[ATTENTION] = attention_of(base)
     if start[ATTENTION] not in modes:
         modes.append(start[ATTENTION])
-    dims.append(Dimension(ATTENTION, tuple(modes), ordered=False))
+    dims.append(Dimension(ATTENTION, tuple(modes), ordered=False, changes_memory=gpu_usable))
     tb_values = batch_threads_values(cpu)
     start_tb = 0 if base.n_threads_batch == base.n_threads else base.n_threads_batch
     if start_tb not in tb_values:
@@ -209,7 +224,7 @@ def build_space(
     dims.append(Dimension(THREADS_BATCH, tb_values, ordered=False, prompt_only=True))
     start[THREADS_BATCH] = start_tb
     batches = {b for b in (GPU_BATCHES if gpu_usable else CPU_BATCHES) if b <= base.n_ctx} | {base.n_ubatch}
-    dims.append(Dimension(BATCH, tuple(sorted(batches)), prompt_only=True))
+    dims.append(Dimension(BATCH, tuple(sorted(batches)), prompt_only=True, changes_memory=gpu_usable))
     start[BATCH] = base.n_ubatch
 
     def normalize(point: Point) -> Point:

@@ -5,8 +5,9 @@ prints each configuration as it is measured, then the best one. ``--quick`` meas
 configuration (2 requests of 48 tokens instead of 3 of 64). ``--exhaustive`` then measures the whole
 grid of the same space, so the search's claim can be checked: it prints the best generation speed and
 the wall time of both, and how the search's choice did in the grid; when the grid's fastest point is
-another one, the two are then measured side by side (alternately, twice each), because the fastest of
-many noisy measurements is flattered by its own noise. Nothing is saved or applied.
+another one, the two are then measured side by side (alternately, ``--rounds`` times each), because the
+fastest of many noisy measurements is flattered by its own noise; the ratio comes with its interval.
+Nothing is saved or applied.
 Exit status: 0 measured, 1 no configuration worked (or cancelled), 2 unusable model file.
 """
 
@@ -18,9 +19,20 @@ import sys
 from typing import Any
 
 from tray_app.benchmark.engine import BenchmarkError
-from tray_app.benchmark.optimizer import COORDINATE, GRID, Optimizer
+from tray_app.benchmark.measurement import Measurement
+from tray_app.benchmark.optimizer import DEFAULT_STRATEGY, GRID, Optimizer
+from tray_app.benchmark.paired import Comparison
 from tray_app.benchmark.progress import BenchProgress
-from tray_app.benchmark.report_fr import describe_point_fr, first_word_fr, headline_fr, memory_fr, num_fr, seconds_fr
+from tray_app.benchmark.report_fr import (
+    describe_point_fr,
+    first_word_fr,
+    headline_fr,
+    interval_fr,
+    memory_fr,
+    num_fr,
+    seconds_fr,
+    signed_percent_fr,
+)
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.search import BenchmarkCancelled, Trial
 from tray_app.host.hosting import ModelChoiceError, choose_model
@@ -40,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--exhaustive",
         action="store_true",
         help="mesure aussi toutes les combinaisons, pour vérifier que la recherche trouve la meilleure",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="avec --exhaustive : tours du face-à-face final (chaque tour mesure les deux réglages)",
     )
     p.add_argument("--json", action="store_true", help="sortie JSON pour les programmes")
     p.set_defaults(func=run)
@@ -65,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.json else _Printer(summary.n_layers)
     report: dict[str, Any] = {"machine": summary.to_dict()}
     try:
-        search = engine.run(quick=args.quick, on_progress=progress, strategy=COORDINATE)
+        search = engine.run(quick=args.quick, on_progress=progress, strategy=DEFAULT_STRATEGY)
         report["search"] = search.to_dict()
         if not args.json:
             _print_result("Recherche", search)
@@ -83,12 +101,10 @@ def run(args: argparse.Namespace) -> int:
             if fastest is not None and fastest != search.best_point:
                 if not args.json:
                     print("\nFace-à-face (chaque réglage mesuré deux fois, en alternance) :")
-                ours, theirs = engine.head_to_head(search.best_point, fastest, quick=args.quick)
-                comparison["head_to_head"] = {
-                    "search_choice_gen_tps": ours.gen_tps,
-                    "grid_fastest_gen_tps": theirs.gen_tps,
-                    "ratio": ours.gen_tps / theirs.gen_tps if ours.gen_tps and theirs.gen_tps else None,
-                }
+                ours, theirs, paired = engine.head_to_head(
+                    search.best_point, fastest, quick=args.quick, rounds=args.rounds
+                )
+                comparison["head_to_head"] = side_by_side(ours, theirs, paired, args.rounds)
                 if not args.json:
                     _print_head_to_head(comparison["head_to_head"])
     except BenchmarkError as exc:
@@ -126,11 +142,31 @@ def fastest_point(grid: OptimizationResult):  # type: ignore[no-untyped-def]
     return max(stable, key=lambda t: t.measurement.gen_tps).point if stable else None  # type: ignore[arg-type,return-value]
 
 
+def side_by_side(ours: Measurement, theirs: Measurement, paired: Comparison | None, rounds: int) -> dict[str, Any]:
+    """The search's choice against the grid's fastest, measured alternately: pooled medians, and the
+    ratio from the measurements paired in time with its interval (``paired`` is theirs against ours)."""
+    ratio = low = high = None
+    if paired is not None:
+        ratio, low, high = 1 / (1 + paired.gain), 1 / (1 + paired.high), 1 / (1 + paired.low)
+    return {
+        "rounds": rounds,
+        "search_choice_gen_tps": ours.gen_tps,
+        "grid_fastest_gen_tps": theirs.gen_tps,
+        "search_choice_runs": list(ours.gen_samples),
+        "grid_fastest_runs": list(theirs.gen_samples),
+        "ratio": ratio,
+        "ratio_low": low,
+        "ratio_high": high,
+        "noise": paired.sigma if paired is not None else None,
+    }
+
+
 def _print_head_to_head(h: dict[str, Any]) -> None:
     print(f"  Choix de la recherche : {num_fr(h['search_choice_gen_tps'] or 0, 1)} jetons/s ; "
           f"plus rapide de la grille : {num_fr(h['grid_fastest_gen_tps'] or 0, 1)} jetons/s")
     if h["ratio"] is not None:
-        print(f"  Soit {num_fr(h['ratio'] * 100, 1)} % côte à côte")
+        print(f"  Soit {num_fr(h['ratio'] * 100, 1)} % côte à côte (entre {num_fr(h['ratio_low'] * 100, 1)} "
+              f"et {num_fr(h['ratio_high'] * 100, 1)} % selon les mesures)")
 
 
 class _Printer:
@@ -169,7 +205,11 @@ def _print_result(title: str, r: OptimizationResult) -> None:
     print(f"  Génération : {num_fr(a.gen_tps or 0, 1)} jetons/s (avant : {num_fr(r.before.gen_tps or 0, 1)})")
     print(f"  Premier jeton : {num_fr(a.ttft_s or 0, 2)} s · lecture : {num_fr(a.prompt_tps or 0)} jetons/s")
     print(f"  Mémoire au plus haut : {memory_fr(a) or 'inconnue'}")
-    print(f"  Bruit de mesure : {round(r.thresholds.gen * 100)} % (seuil d'amélioration)")
+    print(f"  Bruit de mesure : {round(r.thresholds.gen * 100)} % d'une mesure à l'autre")
+    if r.final_check is not None:
+        c = r.final_check
+        print(f"  Vérification finale, en alternance avec les réglages actuels : {signed_percent_fr(c.gain)} "
+              f"({interval_fr(c)})")
     print(f"  {headline_fr(r)}")
     line = first_word_fr(r)
     if line:

@@ -1,0 +1,207 @@
+"""The racing search's claims on made-up machines: seeded noise, memory that runs out, crashes. No runner."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+
+import pytest
+
+from tray_app.benchmark.measurement import Measurement
+from tray_app.benchmark.racing_search import (
+    KEPT_FASTER,
+    KEPT_MORE_ON_GPU,
+    measurement_budget,
+    racing_search,
+)
+from tray_app.benchmark.search import BenchmarkCancelled
+from tray_app.benchmark.space import Dimension, Point, SearchSpace
+
+MIB = 1 << 20
+
+
+class NoisySurface:
+    """Generation speed = ``speed(point)`` × lognormal noise of σ ``noise`` per measurement (seeded).
+
+    Memory: the runner takes ``vram(point)`` bytes; above ``limit`` the measurer calls it unsafe, as
+    ``RunnerMeasurer`` does. ``burst`` slows the measurements whose numbers it lists (another program).
+    """
+
+    def __init__(self, speed, *, noise=0.02, seed=0, vram=None, limit=None, burst=(), crash_once=()):
+        self.speed = speed
+        self.noise = noise
+        self.rng = random.Random(seed)
+        self.vram = vram
+        self.limit = limit
+        self.burst = set(burst)
+        self.crash_once = set(crash_once)
+        self.calls: list[Point] = []
+
+    def __call__(self, p: Point) -> Measurement:
+        self.calls.append(p)
+        if p in self.crash_once:
+            self.crash_once.discard(p)
+            return Measurement.failed("crashed", "Le moteur du modèle s'est arrêté brutalement.")
+        used = self.vram(p) if self.vram is not None else None
+        if used is not None and self.limit is not None and used > self.limit:
+            return Measurement.failed("unsafe", "Carte trop pleine.", peak_vram=used, peak_vram_device=used)
+        factor = 0.5 if len(self.calls) in self.burst else 1.0
+        g = self.speed(p) * factor * math.exp(self.rng.gauss(0, self.noise))
+        samples = tuple(g * math.exp(self.rng.gauss(0, self.noise / 3)) for _ in range(3))
+        ttft = 1.0 / (1 + 0.001 * p.get("batch", 512))
+        return Measurement(stable=True, gen_samples=samples, ttft_samples=(ttft,) * 3, peak_vram=used,
+                           peak_ram=1000 * MIB)
+
+
+def threads_space(start: int = 3) -> SearchSpace:
+    return SearchSpace((Dimension("threads", (1, 2, 3, 4, 5, 6, 7, 8)),), Point.of(threads=start))
+
+
+def peak_at_5(p: Point) -> float:
+    return {1: 10, 2: 18, 3: 25, 4: 30, 5: 33, 6: 31, 7: 26, 8: 20}[p.get("threads")]
+
+
+def test_a_clear_gain_is_found_on_a_quiet_machine():
+    surface = NoisySurface(peak_at_5, noise=0.02)
+    outcome = racing_search(threads_space(), surface)
+    assert outcome.best.point.get("threads") == 5
+    assert outcome.kept_because == KEPT_FASTER
+    assert outcome.final_check.low > 0.2  # 33 vs 25: +32 %, and the interval says so
+    assert len(surface.calls) <= measurement_budget(threads_space())
+
+
+def test_a_gain_within_the_noise_moves_nothing_whatever_the_luck():
+    # +6 % for one more thread, measured with 20 % noise: over 20 different machines' luck, the search
+    # keeps today's settings nearly always (a 6 % move is harmless; a large wrong one never happens).
+    def flat(p: Point) -> float:
+        return 100.0 * (1.06 if p.get("threads") == 4 else 1.0 if p.get("threads") == 3 else 0.6)
+
+    moved = []
+    for seed in range(20):
+        outcome = racing_search(threads_space(), NoisySurface(flat, noise=0.20, seed=seed))
+        moved.append(outcome.best.point.get("threads"))
+    assert moved.count(3) >= 17
+    assert set(moved) <= {3, 4}
+
+
+def test_repeats_only_where_candidates_are_within_the_noise():
+    # 2 threads is far slower (−40 %), 4 is within the noise (+5 %): only 4 is measured again.
+    def speeds(p: Point) -> float:
+        return {2: 60.0, 3: 100.0, 4: 105.0}.get(p.get("threads"), 50.0)
+
+    surface = NoisySurface(speeds, noise=0.08, seed=3)
+    racing_search(threads_space(), surface, final_check=False)
+    assert surface.calls.count(Point.of(threads=2)) == 1
+    assert surface.calls.count(Point.of(threads=4)) >= 2
+    assert surface.calls.count(Point.of(threads=3)) >= 2  # the incumbent is measured alongside
+
+
+def gpu_space(start_layers: int = 20) -> SearchSpace:
+    dims = (
+        Dimension("gpu_layers", (10, 15, 20, 26, 33), memory_bound=True, fine=tuple(range(34))),
+        Dimension("threads", (2, 3, 4)),
+        Dimension("attention", ("f16", "f16_fa", "q8_0_fa"), ordered=False, changes_memory=True),
+        Dimension("batch", (256, 512, 1024), prompt_only=True, changes_memory=True),
+    )
+    start = Point.of(gpu_layers=start_layers, threads=3, attention="f16", batch=512)
+    return SearchSpace(dims, start)
+
+
+def layer_vram(p: Point) -> int:
+    """130 MiB a layer; the attention mode and the batch move the rest (a q8_0 cache frees most)."""
+    extra = {"f16": 700, "f16_fa": 450, "q8_0_fa": 200}[p.get("attention")] + p.get("batch") // 4
+    return (p.get("gpu_layers") * 130 + extra) * MIB
+
+
+def gpu_speed(p: Point) -> float:
+    layers = p.get("gpu_layers")
+    return 1.0 / (layers / 33 / 40 + (33 - layers) / 33 / 8) * (1.0 if p.get("threads") == 3 else 0.9)
+
+
+def test_layers_are_searched_one_by_one_up_to_where_memory_runs_out_for_each_kv_cache_type():
+    limit = 3600 * MIB
+    surface = NoisySurface(gpu_speed, noise=0.10, seed=1, vram=layer_vram, limit=limit)
+    space = gpu_space()
+    outcome = racing_search(space, surface)
+    best = outcome.best.point
+    assert best.get("attention") == "q8_0_fa" and best.get("gpu_layers") == 25  # the cache that frees most
+    assert layer_vram(best) <= limit < layer_vram(best.with_value("gpu_layers", 26))
+    assert best.get("batch") == 512  # 256 fits no more layers, and 512 reads the prompt faster (1024 fits 24)
+    assert best.get("gpu_layers") not in space.dim("gpu_layers").values  # finer than the grid's five values
+    assert outcome.kept_because in (KEPT_FASTER, KEPT_MORE_ON_GPU)
+
+
+def test_a_configuration_seen_too_full_once_is_not_kept_even_if_it_fitted_before():
+    # The avatar's memory moves: 23 layers fit at the first try, then not. The search settles lower.
+    limit = 3600 * MIB
+    seen: dict[Point, int] = {}
+
+    def wobbly_vram(p: Point) -> int:
+        seen[p] = seen.get(p, 0) + 1
+        base = layer_vram(p)
+        return base - 40 * MIB if seen[p] == 1 else base + 40 * MIB
+
+    surface = NoisySurface(gpu_speed, noise=0.05, seed=2, vram=wobbly_vram, limit=limit)
+    outcome = racing_search(gpu_space(), surface)
+    best = outcome.best.point
+    assert layer_vram(best) + 40 * MIB <= limit  # what is kept fits even on the bad draw
+
+
+def test_a_crash_is_measured_again_before_being_believed():
+    best = Point.of(threads=5)
+    surface = NoisySurface(peak_at_5, noise=0.02, crash_once={Point.of(threads=4), best})
+    outcome = racing_search(threads_space(), surface, budget=12)
+    assert outcome.best.point == best
+    assert not outcome.trials[1].measurement.stable  # threads=4 crashed once...
+    assert outcome.trials[2].point == outcome.trials[1].point and outcome.trials[2].measurement.stable
+
+
+def test_a_lucky_win_is_undone_by_the_interleaved_final_check():
+    # Another program slows the very first measurement (today's settings) by half: 4 threads looks
+    # 90 % faster. Measured again alternately with today's settings, the gain is gone.
+    def same(p: Point) -> float:
+        return {3: 100.0, 4: 100.0}.get(p.get("threads"), 40.0)
+
+    outcome = racing_search(threads_space(), NoisySurface(same, noise=0.03, seed=4, burst={1}))
+    assert outcome.best.point == Point.of(threads=3)
+    assert outcome.final_check is not None and outcome.kept_because == ""
+    assert outcome.final_check.low < 0 < outcome.final_check.high or outcome.final_check.verdict == "tie"
+
+
+def test_budget_and_progress_estimate():
+    space = gpu_space()
+    steps: list[tuple[int, int]] = []
+    surface = NoisySurface(gpu_speed, noise=0.15, seed=5, vram=layer_vram, limit=3600 * MIB)
+    outcome = racing_search(space, surface, on_step=lambda n, total, p, again: steps.append((n, total)))
+    assert len(outcome.trials) <= outcome.budget == measurement_budget(space)
+    assert all(total >= n for n, total in steps)
+
+
+def test_cancel_stops_before_the_next_measurement():
+    cancel = threading.Event()
+    surface = NoisySurface(peak_at_5)
+
+    def on_trial(trial, total):
+        if trial.number == 2:
+            cancel.set()
+
+    with pytest.raises(BenchmarkCancelled):
+        racing_search(threads_space(), surface, cancel=cancel, on_trial=on_trial)
+    assert len(surface.calls) == 2
+
+
+def test_nothing_that_works_gives_no_best():
+    outcome = racing_search(threads_space(), lambda p: Measurement.failed("refused", "x"))
+    assert outcome.best is None and outcome.best_measurement is None
+
+
+def test_a_configuration_that_stops_twice_is_ruled_out():
+    def always_crashes_at_5(p: Point) -> Measurement:
+        if p.get("threads") == 5:
+            return Measurement.failed("crashed", "Le moteur du modèle s'est arrêté brutalement.")
+        return NoisySurface(peak_at_5, noise=0.0)(p)
+
+    outcome = racing_search(threads_space(), always_crashes_at_5, budget=12)
+    assert outcome.best.point == Point.of(threads=4)
+    assert sum(1 for t in outcome.trials if t.point.get("threads") == 5) == 2
