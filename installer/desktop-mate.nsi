@@ -137,6 +137,12 @@ Section "${PRODUCT} (obligatoire)" SecMain
   SetOutPath "$INSTDIR"
   File /r "${STAGE_DIR}\*.*"
   WriteUninstaller "$INSTDIR\uninstall.exe"
+  ; Compile the Python files now, as pip does when it installs a package: otherwise the first start of
+  ; the tray and the first opening of the gauges (pyqtgraph) compile them while the user waits.
+  ; A file that does not compile is only slower to load: the result is not checked.
+  DetailPrint "Préparation des fichiers du programme…"
+  nsExec::Exec '"$INSTDIR\python\python.exe" -m compileall -q "$INSTDIR\app" "$INSTDIR\python\Lib\site-packages"'
+  Pop $0
 
   ; Start menu (this user's): the program, and a check that opens a window with the result.
   SetOutPath "$INSTDIR\app"   ; the shortcuts' working folder
@@ -196,6 +202,13 @@ Function .onInit
   ${EndIf}
   ${IfNot} ${AtLeastWin10}
     MessageBox MB_ICONSTOP "${PRODUCT} demande Windows 10 ou Windows 11." /SD IDOK
+    Abort
+  ${EndIf}
+  ; Qt 6.11 runs on Windows 10 1809 (build 17763) and later, and uses the icuuc.dll that Windows has
+  ; in System32 since 1703: an older Windows 10 would install a tray that cannot start.
+  ${IfNot} ${AtLeastBuild} 17763
+    MessageBox MB_ICONSTOP "${PRODUCT} demande Windows 10 version 1809 ou plus récente, ou Windows 11. \
+      Installez les mises à jour de Windows (Paramètres, Windows Update), puis relancez l'installation." /SD IDOK
     Abort
   ${EndIf}
   ${GetParameters} $R0
