@@ -9,12 +9,18 @@
 #      model, streams an answer through the gateway). Before that command existed, a direct
 #      llama_cpp check played that role; it is still run, as a smaller first check; then, when
 #      Mesa's software Vulkan driver is available, the same model entirely on the Vulkan backend;
-#   4. silent uninstall (uninstall.exe /S): the program, shortcuts and registry entries are gone, the
-#      user's settings/logs are kept;
-#   5. second round: install /NODESKTOP /NOAUTOSTART (no shortcut on the desktop, no Run value), then
+#   4. doctor, doctor --json and bench demo --quick (the wizard's engine) in the installed copy;
+#   5. the tray itself, started by its Start-menu shortcut on a wine virtual desktop with a taskbar
+#      and a notification area, used with real clicks (wine_tray_check.py, which says how it looks):
+#      icon, menu, gauges, settings saved, a notification, a second launch, the model loaded through
+#      the gateway by a request from Linux with the status following it, « Quitter », the user's
+#      folders; screenshots kept in installer/dist/wine-check/ (DM_WINE_SHOTS moves them);
+#   6. silent uninstall (uninstall.exe /S): the program, shortcuts and registry entries are gone, the
+#      user's settings/logs are kept, no process of the program is left;
+#   7. second round: install /NODESKTOP /NOAUTOSTART (no shortcut on the desktop, no Run value), then
 #      uninstall /S /PURGE: the user's folders are gone too.
 # Prints the time of each step. Exit status: 0 all good, 1 a check failed, 77 cannot run here
-# (wine or Xvfb missing and not installable).
+# (wine, Xvfb, xdotool or xwd missing and not installable).
 #
 # Isolation: the wine prefix AND $HOME point into a temporary folder (wine links the Windows
 # "Desktop" and "Documents" folders to $HOME, and would otherwise drop shortcuts in the real home);
@@ -27,8 +33,11 @@
 #     compiled with mingw-w64 and put in the temporary prefix's system32;
 #   * ucrtbase's crealf, called by numpy 2 at import: the Windows build ships numpy 1.26.4
 #     (requirements-windows.txt);
-#   * icuuc.dll (Windows 10 1903+), needed by Qt 6: the tray icon itself cannot start under wine, so
-#     the check runs the headless commands (self-test), which is what loads and runs the model.
+#   * icuuc.dll, which every Windows 10 (1703 on) and 11 has and Qt 6.10+'s Qt6Core.dll imports
+#     (20 ucnv_* functions): wine-shims/icuuc.c, the single-byte code pages over kernel32, is put in
+#     the prefix's system32 the same way (why not an older PySide6: requirements-windows.txt);
+#   * WMI as Python 3.12's platform module uses it (propsys.VariantToString): calling it ends the
+#     process, so the program never asks platform for anything on Windows (tray_app/hardware/system_info.py).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,6 +50,9 @@ setup="${1:-$(ls -t "$here"/dist/DesktopMate-Tray-*-setup.exe 2>/dev/null | head
 setup="$(cd "$(dirname "$setup")" && pwd)/$(basename "$setup")"
 version="$(app_version "$repo")"
 SELF_TEST_TIMEOUT="${DM_SELF_TEST_TIMEOUT:-240}"
+BENCH_TIMEOUT="${DM_BENCH_TIMEOUT:-900}"   # against a hang; it takes 3-7 min on 2 busy cores
+SCREEN=1280x800   # a small laptop screen (1920x1080 at 150 %): what does not fit here does not fit there
+SHOTS="${DM_WINE_SHOTS:-$here/dist/wine-check}"
 
 failures=0
 ok() { printf '  \033[32mOK\033[0m   %s\n' "$*"; }
@@ -54,7 +66,13 @@ need_wine() {
   fi
   command -v Xvfb >/dev/null || apt_install xvfb || { echo "SKIP: Xvfb (paquet xvfb) indisponible"; exit 77; }
   command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install mingw-w64 \
-    || { echo "SKIP: mingw-w64 indisponible (pour la DLL bcryptprimitives qui manque à wine)"; exit 77; }
+    || { echo "SKIP: mingw-w64 indisponible (pour les DLL qui manquent à wine)"; exit 77; }
+  # The tray is clicked (xdotool) and photographed (xwd, in x11-apps) on the Xvfb display; wine's own
+  # fonts (Tahoma, and Marlett for the check marks and title-bar buttons) are a recommendation of wine
+  # that --no-install-recommends leaves out.
+  { command -v xdotool >/dev/null && command -v xwd >/dev/null && [ -f /usr/share/wine/fonts/marlett.ttf ]; } \
+    || apt_install xdotool x11-apps fonts-wine \
+    || { echo "SKIP: xdotool, xwd ou les polices de wine (paquets xdotool, x11-apps, fonts-wine) indisponibles"; exit 77; }
 }
 
 tmp=""
@@ -79,7 +97,7 @@ start_wine() {
   mkdir -p "$HOME/Desktop"
   # Our own X server for the whole run (wine needs a display for the installer's windows, even silent).
   exec {fd}<> <(:)
-  Xvfb -displayfd "$fd" -nolisten tcp -screen 0 1280x800x24 >/dev/null 2>&1 &
+  Xvfb -displayfd "$fd" -nolisten tcp -screen 0 "${SCREEN}x24" >/dev/null 2>&1 &
   xvfb_pid=$!
   local display=""
   read -r -t 30 display <&"$fd" || die "Xvfb n'a pas démarré"
@@ -88,9 +106,15 @@ start_wine() {
   wineserver -w
   # Qt 6 and this installer want Windows 10 or later; wine 8 pretends to be Windows 7 by default.
   wine reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f >/dev/null 2>&1
+  # Every program of the prefix on one virtual desktop the size of the screen, with wine's taskbar
+  # and its notification area (the desktop named "shell" has them): where the tray's icon goes.
+  wine reg add 'HKCU\Software\Wine\Explorer' /v Desktop /t REG_SZ /d shell /f >/dev/null 2>&1
+  wine reg add 'HKCU\Software\Wine\Explorer\Desktops' /v shell /t REG_SZ /d "$SCREEN" /f >/dev/null 2>&1
   wineserver -w
-  x86_64-w64-mingw32-gcc -O2 -shared -s -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
+  local sys32="$WINEPREFIX/drive_c/windows/system32"
+  x86_64-w64-mingw32-gcc -O2 -shared -s -o "$sys32/bcryptprimitives.dll" \
     "$here/wine-shims/bcryptprimitives.c" -ladvapi32
+  x86_64-w64-mingw32-gcc -O2 -shared -s -o "$sys32/icuuc.dll" "$here/wine-shims/icuuc.c"
   user_dir="$WINEPREFIX/drive_c/users/$(whoami)"
   instdir="$user_dir/AppData/Local/Programs/DesktopMate"
   instdir_win="C:\\users\\$(whoami)\\AppData\\Local\\Programs\\DesktopMate"
@@ -109,14 +133,17 @@ RUN_KEY='HKCU\Software\Microsoft\Windows\CurrentVersion\Run'
 # Runs a Windows program under wine for at most LIMIT seconds: win_run LIMIT PROGRAM ARGS...
 # Its output goes through a pipe (wine gives a Windows program an unusable handle for a Unix file);
 # when time is up every Windows process of the prefix is ended, so a stuck child cannot hold the
-# pipe open, and the status is that of the killed program (non-zero).
+# pipe open, and the status is 124.
 win_run() {
-  local limit="$1" rc guard
+  local limit="$1" rc guard stopped
   shift
+  stopped="$(mktemp)"
+  rm -f "$stopped"
   ( trap 'kill "$s" 2>/dev/null; exit 0' TERM
     sleep "$limit" & s=$!
     wait "$s"
     echo "  (arrêté après $limit s)"
+    touch "$stopped"
     wineserver -k ) &
   guard=$!
   set +e
@@ -125,6 +152,8 @@ win_run() {
   set -e
   kill "$guard" 2>/dev/null || true
   wait "$guard" 2>/dev/null || true
+  # Ended by the time limit: a failure whatever the status of the killed program (often 0 under wine).
+  if [ -e "$stopped" ]; then rm -f "$stopped"; rc=124; fi
   return "$rc"
 }
 
@@ -169,6 +198,76 @@ vulkan_possible() {
   [ -f "$instdir/python/Lib/site-packages/llama_cpp/lib/ggml-vulkan.dll" ] || return 1
   ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || apt_install mesa-vulkan-drivers libvulkan1 || return 1
   ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1
+}
+
+# The program's processes in this prefix, seen from Linux: a Windows process shows its Windows
+# command line in /proc (C:\...\pythonw.exe -m tray_app, python.exe ... runner).
+program_processes() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "WINEPREFIX=$WINEPREFIX" || continue
+    cmd="$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null)" || continue
+    grep -qiE '^[a-z]:\\.*(python|pythonw)\.exe' <<<"$cmd" && echo "${p#/proc/}: ${cmd%% }"
+  done
+  return 0
+}
+
+# doctor and doctor --json answer (they used to end in Python's platform module, which asks WMI).
+doctor_check() {
+  local out rc=0 t=$SECONDS
+  out="$(installed_python 120 -m tray_app doctor)" || rc=$?
+  printf '%s\n' "$out" | sed 's/^/    /' | head -20
+  check "doctor répond (code $rc)" test "$rc" -eq 0
+  check "doctor : système Windows nommé" grep -q "^Système : Windows 10 (build [0-9]*, AMD64)" <<<"$out"
+  check "doctor : processeur et recommandation" grep -q "Cœurs du processeur pour le modèle" <<<"$out"
+  if grep -q "Traceback" <<<"$out"; then bad "doctor : pas de trace Python"; fi
+  rc=0
+  out="$(installed_python 120 -m tray_app doctor --json)" || rc=$?
+  check "doctor --json répond (code $rc)" test "$rc" -eq 0
+  check "doctor --json : JSON lisible, système et processeur" python3 -c '
+import json, sys
+data = json.loads(sys.argv[1])
+assert data["system"].startswith("Windows 10"), data["system"]
+assert data["cpu"]["physical_cores"] >= 1 and data["cpu"]["source"] == "GetLogicalProcessorInformationEx", data["cpu"]
+' "$out"
+  timing "doctor + doctor --json" $((SECONDS - t))
+}
+
+# What « Optimiser » runs, on the demo model: one runner process per configuration, Windows' CPU
+# pinning, the report in French.
+bench_check() {
+  local out rc=0 t=$SECONDS
+  out="$(installed_python "$BENCH_TIMEOUT" -m tray_app bench demo --quick)" || rc=$?
+  printf '%s\n' "$out" | sed 's/^/    /' | tail -25
+  check "bench demo --quick (code $rc)" test "$rc" -eq 0
+  if grep -q "Traceback" <<<"$out"; then bad "bench : pas de trace Python"; fi
+  timing "bench demo --quick" $((SECONDS - t))
+}
+
+# The tray: started by its Start-menu shortcut, clicked and photographed by wine_tray_check.py.
+tray_check() {
+  local report="$tmp/ui-report.json"
+  local rc=0
+  rm -rf "$SHOTS"
+  mkdir -p "$SHOTS"
+  # One wine server (and so one desktop, one taskbar) for the whole walk: by default it ends a few
+  # seconds after the last Windows program, and the desktop with it.
+  wineserver -w
+  wineserver -p
+  # The desktop's own process, started here with no pipe of ours: a Windows program that starts it
+  # would hand it its output pipe, which would then never close.
+  wine explorer "/desktop=shell,$SCREEN" </dev/null >/dev/null 2>&1 &
+  DESKTOP_MATE_UI_REPORT="$(win_path "$report")" python3 "$here/wine_tray_check.py" \
+    --shortcut "$start_menu/Desktop-Mate.lnk" \
+    --python-exe "$instdir_win\\python\\python.exe" --probe "$(win_path "$here/wine_ui_probe.py")" \
+    --report "$report" --config-dir "$config_dir" --data-dir "$data_dir" --shots "$SHOTS" || rc=$?
+  wineserver -k 2>/dev/null || true
+  wineserver -w
+  return "$rc"
+}
+
+win_path() {  # a Linux path as wine's Z: drive shows it
+  printf 'Z:%s' "${1//\//\\}"
 }
 
 self_test_available() {
@@ -239,17 +338,20 @@ main() {
   else
     echo "  note : backend Vulkan non vérifié (pas de ggml-vulkan.dll, ou pas de lavapipe : mesa-vulkan-drivers)"
   fi
-  # What wine cannot do (not a failure of the installer): Qt 6 needs icuuc.dll, which Windows 10
-  # (1903+) and 11 have and wine does not, so the tray icon itself cannot start here.
-  if installed_python 60 -c "import PySide6.QtCore" >/dev/null 2>&1; then
-    ok "PySide6.QtCore se charge (icône de la zone de notification possible)"
-  else
-    echo "  note : PySide6.QtCore ne se charge pas sous wine (icuuc.dll de Windows absent) — attendu"
-  fi
+
+  echo "4. Diagnostic et mesure (copie installée)"
+  doctor_check
+  bench_check
+
+  echo "5. L'icône, utilisée comme le ferait une personne (captures : $SHOTS)"
+  t=$SECONDS
+  if tray_check; then ok "parcours de l'icône sous wine"; else bad "parcours de l'icône sous wine (voir ci-dessus)"; fi
+  timing "icône : lancement → « Quitter »" $((SECONDS - t))
+
   [ -d "$config_dir" ] || mkdir -p "$config_dir"   # as if the user had changed a setting
   echo '{"marker": "réglages de test"}' > "$config_dir/test-marker.json"
 
-  echo "4. Désinstallation silencieuse (garde les réglages)"
+  echo "6. Désinstallation silencieuse (garde les réglages)"
   t=$SECONDS
   uninstall
   timing "désinstallation silencieuse" $((SECONDS - t))
@@ -259,8 +361,11 @@ main() {
   check "entrée de désinstallation supprimée" test -z "$(reg_value "$UNINSTALL_KEY" DisplayName)"
   check "démarrage avec Windows supprimé" test -z "$(reg_value "$RUN_KEY" DesktopMateTray)"
   check "réglages de l'utilisateur gardés" test -f "$config_dir/test-marker.json"
+  local procs
+  procs="$(program_processes)"
+  check "aucun processus du programme après la désinstallation${procs:+ : $procs}" test -z "$procs"
 
-  echo "5. Réinstallation /NODESKTOP /NOAUTOSTART puis désinstallation /PURGE"
+  echo "7. Réinstallation /NODESKTOP /NOAUTOSTART puis désinstallation /PURGE"
   t=$SECONDS
   install /NODESKTOP /NOAUTOSTART
   timing "réinstallation silencieuse" $((SECONDS - t))
@@ -276,6 +381,9 @@ main() {
   local left
   left="$(find "$user_dir/AppData" -iname '*desktop*mate*' 2>/dev/null || true)"
   check "plus rien de Desktop-Mate dans AppData${left:+ : $left}" test -z "$left"
+  procs="$(program_processes)"
+  check "aucun processus du programme à la fin${procs:+ : $procs}" test -z "$procs"
+  timing "vérification complète (installation → désinstallation)" $((SECONDS - total_start))
 
   if [ "$failures" -eq 0 ]; then
     say "Tout est bon sous wine."

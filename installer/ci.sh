@@ -27,7 +27,7 @@ command -v apt-get >/dev/null && command -v dpkg >/dev/null || skip "apt-get/dpk
 
 # Everything the build and the check need, installed up front so that a missing package stops here,
 # not half-way. (build.sh and check_under_wine.sh would install them too.)
-required=(nsis mingw-w64 cmake ninja-build wine wine64 xvfb)
+required=(nsis mingw-w64 cmake ninja-build wine wine64 fonts-wine xvfb xdotool x11-apps)
 apt_install "${required[@]}" || case $? in
   1) skip "paquets Debian manquants et ce compte ne peut pas les installer (ni root, ni sudo sans mot" \
        "de passe) : ${required[*]}" ;;
