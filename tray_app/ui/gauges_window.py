@@ -192,13 +192,13 @@ class GaugesWindow(QWidget):
             self.record_button.setEnabled(True)
 
     # -- Qt events --------------------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+    def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self.latest is not None:
             self._render(self.latest)
             self.plots.refresh(force=True)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         super().closeEvent(event)
         self.closed.emit()
 
