@@ -11,33 +11,39 @@ import json
 import logging
 import os
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from tray_app.settings_schema import SCHEMA_VERSION, SETTINGS, SettingError, spec
+from tray_app.settings_schema import SCHEMA_VERSION, SettingError, SettingValues, spec
 
 log = logging.getLogger(__name__)
 
 
 class Settings:
+    """The settings file's values. Read them typed: ``settings.values.context_size`` (an ``int``).
+
+    :meth:`get` and :meth:`set` take a setting's name, for the code that goes through every setting (the
+    « Paramètres » dialog, the notifications submenu); an unknown name raises ``KeyError`` at once.
+    """
+
     def __init__(self, path: Path, values: dict[str, Any] | None = None, notice: str = "") -> None:
         self.path = path
-        self._values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
-        if values:
-            self._values.update(values)
+        self.values = SettingValues(**(values or {}))
         self.notice = notice
 
     # -- access -------------------------------------------------------------------------------
     def get(self, key: str) -> Any:
         spec(key)  # unknown keys are a programming error
-        return self._values[key]
+        return getattr(self.values, key)
 
     def set(self, key: str, value: Any) -> None:
         """Validate and store ``value``; raises :class:`SettingError` with a French message."""
-        self._values[key] = spec(key).validate(value)
+        checked: Any = spec(key).validate(value)  # of the type the key's field declares
+        self.values = replace(self.values, **{key: checked})
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        return {f.name: getattr(self.values, f.name) for f in fields(self.values)}
 
     # -- file ---------------------------------------------------------------------------------
     @classmethod
@@ -88,7 +94,7 @@ class Settings:
         """Write atomically (temporary file + rename) so a crash never leaves half a file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        document = {"version": SCHEMA_VERSION, "settings": self._values}
+        document = {"version": SCHEMA_VERSION, "settings": self.as_dict()}
         tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, self.path)
 

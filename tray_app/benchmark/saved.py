@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tray_app.benchmark.identity import MachineIdentity, changes_fr, current_identity
-from tray_app.planning.applied_tuning import SETTING_KEY, Tuning, load_tuning
 from tray_app.paths import AppPaths
+from tray_app.planning.applied_tuning import SETTING_KEY, Tuning, load_tuning
+from tray_app.settings import Settings
 
 if TYPE_CHECKING:  # the tray imports this module at start-up; the results' classes load with the wizard
     from tray_app.benchmark.result import OptimizationResult
@@ -40,7 +41,7 @@ def results_path(paths: AppPaths) -> Path:
     return paths.data_dir / RESULTS_FILE
 
 
-def apply_result(result: OptimizationResult, settings: Any, paths: AppPaths) -> Tuning:
+def apply_result(result: OptimizationResult, settings: Settings, paths: AppPaths) -> Tuning:
     """Save ``result`` as the settings the host uses from its next load. Raises OSError (disk full…)."""
     tuning = tuning_from_result(result)
     document = {
@@ -72,7 +73,7 @@ def load_saved_identity(paths: AppPaths) -> MachineIdentity | None:
 
 
 def needs_reoptimization(
-    settings: Any, paths: AppPaths, *, identity: MachineIdentity | None = None
+    settings: Settings, paths: AppPaths, *, identity: MachineIdentity | None = None
 ) -> str | None:
     """Why « Optimiser » should run again (one French sentence), or None.
 
@@ -106,17 +107,12 @@ def needs_reoptimization(
     )
 
 
-def should_offer_optimization(settings: Any) -> bool:
+def should_offer_optimization(settings: Settings) -> bool:
     """True at the very first start: never proposed, never applied."""
-    try:
-        offered = bool(settings.get(OFFERED_KEY))
-        applied = bool(settings.get(SETTING_KEY))
-    except KeyError:
-        return False
-    return not offered and not applied
+    return not settings.values.optimize_offered and not settings.values.optimized_config
 
 
-def mark_optimization_offered(settings: Any) -> None:
+def mark_optimization_offered(settings: Settings) -> None:
     """Remember the proposal was made (whatever the answer), so it is never made again."""
     settings.set(OFFERED_KEY, True)
     settings.save()

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 def _port_from_settings() -> int:
     settings = Settings.load(app_paths().settings_file)
     try:
-        return int(settings.get("avatar_port"))
+        return int(settings.values.avatar_port)
     except KeyError:  # the setting is not declared in this build
         return DEFAULT_PORT
 

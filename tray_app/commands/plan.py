@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         cpu=detect_cpu(),
         wanted_ctx=args.ctx,
         kv_type=args.kv_type,
-        cores_left_for_avatar=settings.get("cores_left_for_avatar"),
-        threads_override=settings.get("threads"),
+        cores_left_for_avatar=settings.values.cores_left_for_avatar,
+        threads_override=settings.values.threads,
         gpu_offload_supported=gpu.offload_supported,
     )
     if args.json:

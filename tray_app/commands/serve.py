@@ -17,7 +17,7 @@ from typing import Any
 from tray_app.host.gateway import DEFAULT_API_PORT, PortUnavailable
 from tray_app.host.gateway_metrics import RequestMetrics
 from tray_app.host.host_state import EventKind, HostEvent, fr_seconds
-from tray_app.host.hosting import Host, ModelChoiceError, choose_model, keep_alive_from, plan_host, setting
+from tray_app.host.hosting import Host, ModelChoiceError, choose_model, keep_alive_from, plan_host
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelChoiceError as exc:
         out.say(exc.message_fr, event="error", message=exc.message_fr)
         return 2
-    port = args.port if args.port is not None else int(setting(settings, "api_port", DEFAULT_API_PORT))
+    port = args.port if args.port is not None else settings.values.api_port
     keep_alive = float(args.keep_alive) if args.keep_alive is not None else keep_alive_from(settings)
     host = Host(plan, port=port, allow_other_port=args.port is None, keep_alive_s=keep_alive)
     host.supervisor.add_listener(out.on_event)

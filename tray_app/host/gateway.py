@@ -59,10 +59,11 @@ from tray_app.host.host_state import HostState, HostUnavailable
 from tray_app.host.openai_request import Refusal, RunnerRequest, translate
 from tray_app.host.runner import RunnerEndpoint, model_id_for
 from tray_app.host.supervisor import Supervisor
+from tray_app.settings_schema import SettingValues
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_PORT = 11435
+DEFAULT_API_PORT = SettingValues().api_port  # the setting's default
 PORT_SEARCH_SPAN = 10
 SERVICE_NAME = "desktop-mate-tray"
 

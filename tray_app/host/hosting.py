@@ -25,6 +25,7 @@ from tray_app.host.supervisor import DEFAULT_KEEP_ALIVE_S, Supervisor
 from tray_app.paths import app_paths
 from tray_app.planning.applied_tuning import load_tuning, tuned_config
 from tray_app.planning.runner_config import RunnerConfig
+from tray_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,9 @@ class HostPlan:
     measured_gen_tps: float | None = None  # generation speed « Optimiser » measured with them
 
 
-def setting(settings: Any, key: str, default: Any) -> Any:
-    """A setting's value, or ``default`` when the settings object does not declare it."""
-    try:
-        return settings.get(key)
-    except KeyError:
-        return default
-
-
-def choose_model(cli_value: str | None, settings: Any) -> Path:
+def choose_model(cli_value: str | None, settings: Settings) -> Path:
     """The model file: the command line's, else the « Fichier du modèle » setting, else the demo model."""
-    choice = cli_value if cli_value else str(setting(settings, "model_path", "") or "")
+    choice = cli_value or settings.values.model_path
     from tray_app.models.discovery import resolve_model_path
     from tray_app.models.gguf_info import ModelFileError
 
@@ -72,13 +65,13 @@ def choose_model(cli_value: str | None, settings: Any) -> Path:
         raise ModelChoiceError(exc.message_fr) from exc
 
 
-def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None) -> HostPlan:
+def plan_host(model_path: Path, settings: Settings, *, wanted_ctx: int | None = None) -> HostPlan:
     """Read the model, measure the machine, make the plan. Raises :class:`ModelChoiceError`."""
     from tray_app.models.gguf_info import ModelFileError, read_model_info
 
-    ctx = int(wanted_ctx or setting(settings, "context_size", 4096))
-    threads_override = int(setting(settings, "threads", 0))
-    cores_left = int(setting(settings, "cores_left_for_avatar", 1))
+    ctx = wanted_ctx or settings.values.context_size
+    threads_override = settings.values.threads
+    cores_left = settings.values.cores_left_for_avatar
     try:
         info = read_model_info(model_path)
     except ModelFileError as exc:
@@ -123,7 +116,7 @@ def plan_host(model_path: Path, settings: Any, *, wanted_ctx: int | None = None)
     return _with_tuning(base, settings, None)
 
 
-def _with_tuning(base: HostPlan, settings: Any, free_vram: int | None) -> HostPlan:
+def _with_tuning(base: HostPlan, settings: Settings, free_vram: int | None) -> HostPlan:
     """``base`` with the settings « Optimiser » applied for this model file, when there are some."""
     tuning = load_tuning(settings, base.model_path)
     if tuning is None:
@@ -153,11 +146,9 @@ def _free_vram() -> tuple[int | None, int | None]:
     return gpus[0].memory_free, gpus[0].memory_total
 
 
-def keep_alive_from(settings: Any) -> float:
-    try:
-        return float(int(setting(settings, "keep_alive", str(int(DEFAULT_KEEP_ALIVE_S)))))
-    except (TypeError, ValueError):
-        return DEFAULT_KEEP_ALIVE_S
+def keep_alive_from(settings: Settings) -> float:
+    """« Garder le modèle en mémoire » in seconds (−1: always)."""
+    return float(int(settings.values.keep_alive))  # one of the setting's choices: a number
 
 
 class Host:

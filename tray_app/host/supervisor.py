@@ -60,13 +60,14 @@ from tray_app.host.runner import DEFAULT_LOAD_TIMEOUT_S, Runner, RunnerEndpoint
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import LoadProgress
 from tray_app.planning.runner_config import RunnerConfig
+from tray_app.settings_schema import SettingValues
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[HostEvent], None]
 RunnerFactory = Callable[..., Runner]
 
-DEFAULT_KEEP_ALIVE_S = 300.0
+DEFAULT_KEEP_ALIVE_S = float(SettingValues().keep_alive)  # the setting's default
 CRASH_POLL_S = 1.0
 PAUSE_RETRY_S = 30.0  # the Retry-After given to clients while paused
 PAUSE_FINISH_ANSWER_S = 120.0  # a pause lets an answer being written end first, up to this long

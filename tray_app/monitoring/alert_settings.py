@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
 
 from tray_app.monitoring.notification import NotificationKind
+from tray_app.settings import Settings
+from tray_app.settings_schema import SettingValues
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +30,15 @@ DEFAULT_COOLDOWNS: Mapping[NotificationKind, float] = MappingProxyType(
 UNCAPPED: frozenset[NotificationKind] = frozenset({NotificationKind.PROTECTION, NotificationKind.RUNNER_RESTARTED})
 
 
-class SettingsLike(Protocol):
-    def get(self, key: str) -> Any: ...
+_SETTING = SettingValues()  # the settings' defaults, for the thresholds the user can change
 
 
 @dataclass(frozen=True)
 class AlertSettings:
     """Defaults suit a 6 GB laptop GPU at 1 Hz. Fractions are of the GPU's total memory."""
 
-    warning_fraction: float = 0.90  # « attention » from here…
-    critical_fraction: float = 0.97  # « critique » from here…
+    warning_fraction: float = _SETTING.vram_warning_percent / 100  # « attention » from here…
+    critical_fraction: float = _SETTING.vram_critical_percent / 100  # « critique » from here…
     hysteresis: float = 0.03  # …and a level is left only below its threshold minus this
     warning_after_s: float = 5.0  # how long above the threshold before the level is entered
     critical_after_s: float = 3.0
@@ -49,18 +49,18 @@ class AlertSettings:
     hot_celsius: int = 87  # GPU too hot from here (or when the thermal slowdown bits are set)…
     hot_after_s: float = 10.0  # …for this long
     hot_margin_celsius: int = 5  # and cool again below hot_celsius − this
-    protection_enabled: bool = True
-    protection_after_s: float = 20.0  # critique (or overflow) this long → protection request
+    protection_enabled: bool = _SETTING.vram_protection
+    protection_after_s: float = _SETTING.vram_protection_delay_s  # critique (or overflow) this long → protection
     cooldowns: Mapping[NotificationKind, float] = field(default_factory=lambda: DEFAULT_COOLDOWNS)
     max_notifications: int = 4  # at most this many (capped kinds) …
     per_window_s: float = 600.0  # … in this many seconds
     muted: frozenset[NotificationKind] = frozenset()
 
     @classmethod
-    def from_settings(cls, settings: SettingsLike) -> AlertSettings:
-        """Read the user's settings (``tray_app.settings.Settings``); inconsistent thresholds are corrected."""
-        warning = settings.get("vram_warning_percent") / 100
-        critical = settings.get("vram_critical_percent") / 100
+    def from_settings(cls, settings: Settings) -> AlertSettings:
+        """Read the user's settings; inconsistent thresholds are corrected."""
+        warning = settings.values.vram_warning_percent / 100
+        critical = settings.values.vram_critical_percent / 100
         if warning >= critical:
             log.warning("alert thresholds: warning %.2f >= critical %.2f; warning lowered", warning, critical)
             warning = max(0.05, critical - 0.05)
@@ -70,7 +70,7 @@ class AlertSettings:
         return cls(
             warning_fraction=warning,
             critical_fraction=critical,
-            protection_enabled=bool(settings.get("vram_protection")),
-            protection_after_s=float(settings.get("vram_protection_delay_s")),
+            protection_enabled=settings.values.vram_protection,
+            protection_after_s=settings.values.vram_protection_delay_s,
             muted=muted,
         )

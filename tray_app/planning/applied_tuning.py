@@ -35,10 +35,11 @@ from typing import Any
 
 from tray_app.planning.runner_config import RunnerConfig
 from tray_app.planning.vram_estimate import KV_TYPES as KV_BYTES
+from tray_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SETTING_KEY = "optimized_config"
+SETTING_KEY = "optimized_config"  # the setting « Appliquer » writes (SettingValues.optimized_config)
 KV_TYPES = ("f16", "q8_0", "q4_0")
 
 
@@ -109,13 +110,9 @@ class Tuning:
             return False
 
 
-def load_tuning(settings: Any, model_path: Path | str | None = None) -> Tuning | None:
+def load_tuning(settings: Settings, model_path: Path | str | None = None) -> Tuning | None:
     """The applied tuning, if any (and, with ``model_path``, only when it was measured for that file)."""
-    try:
-        text = settings.get(SETTING_KEY)
-    except KeyError:
-        return None
-    tuning = Tuning.from_json(text or "")
+    tuning = Tuning.from_json(settings.values.optimized_config)
     if tuning is not None and model_path is not None and not tuning.matches_model(model_path):
         log.info("optimisation measured for %s, not %s: not used", tuning.model_path, model_path)
         return None
@@ -190,11 +187,8 @@ def _kv_not_bigger(now: str, measured: str) -> bool:
 
 
 def tuned_config(
-    base: RunnerConfig, settings: Any, model_path: Path | str, *, free_vram: int | None = None
+    base: RunnerConfig, settings: Settings, model_path: Path | str, *, free_vram: int | None = None
 ) -> RunnerConfig:
     """The host's one call: the applied tuning for ``model_path`` on top of ``base``, if there is one."""
-    try:
-        manual = int(settings.get("threads") or 0)
-    except (KeyError, TypeError, ValueError):
-        manual = 0
+    manual = settings.values.threads
     return apply_tuning(base, load_tuning(settings, model_path), free_vram=free_vram, manual_threads=manual)

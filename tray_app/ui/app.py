@@ -30,7 +30,7 @@ def display_available() -> bool:
 
 
 def apply_log_level(settings: Settings, *, force_debug: bool = False) -> None:
-    verbose = force_debug or settings.get("verbose_log")
+    verbose = force_debug or settings.values.verbose_log
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

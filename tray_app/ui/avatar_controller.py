@@ -37,8 +37,8 @@ class AvatarController(QObject):
         super().__init__()
         self.settings = settings
         self.notify = notify
-        self.link = AvatarLink(AVATAR_HOST, settings.get("avatar_port"))
-        self.relay = EmotionRelay(self.link, enabled=settings.get("avatar_emotions"))
+        self.link = AvatarLink(AVATAR_HOST, settings.values.avatar_port)
+        self.relay = EmotionRelay(self.link, enabled=settings.values.avatar_emotions)
         self.auto_blink = True  # what we last asked; the avatar does not report it
         self.head_movement = True
         self._state_from_link.connect(self.state_changed.emit, Qt.ConnectionType.QueuedConnection)
@@ -53,9 +53,9 @@ class AvatarController(QObject):
         self.link.stop()
 
     def apply_settings(self) -> None:
-        if self.link.address[1] != self.settings.get("avatar_port"):
-            self.link.set_address(AVATAR_HOST, self.settings.get("avatar_port"))
-        self.relay.enabled = self.settings.get("avatar_emotions")
+        if self.link.address[1] != self.settings.values.avatar_port:
+            self.link.set_address(AVATAR_HOST, self.settings.values.avatar_port)
+        self.relay.enabled = self.settings.values.avatar_emotions
 
     def on_assistant_reply(self, text: str) -> None:
         """Called (from any thread) with each complete reply that went through the gateway."""

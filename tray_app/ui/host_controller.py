@@ -84,7 +84,7 @@ class HostController(QObject):
             return
         host = Host(
             self.plan,
-            port=self.settings.get("api_port"),
+            port=self.settings.values.api_port,
             keep_alive_s=keep_alive_from(self.settings),
             log_file=self.paths.log_dir / "runner.log",
         )
@@ -287,7 +287,7 @@ class HostController(QObject):
                 self._apply_plan(plan_host(self.plan.model_path, self.settings))
             except ModelChoiceError as exc:
                 self.notify(exc.message_fr, True)
-        if self.host.gateway.options.port != self.settings.get("api_port"):
+        if self.host.gateway.options.port != self.settings.values.api_port:
             self.notify(self.tr("Le nouveau port de l'API sera utilisé au prochain démarrage du programme."), False)
 
     def _apply_plan(self, plan: HostPlan) -> None:
@@ -310,7 +310,7 @@ class HostController(QObject):
             from tray_app.models.discovery import discover_models
 
             try:
-                found = discover_models(self.settings.get("model_folders"))
+                found = discover_models(self.settings.values.model_folders)
             except Exception:
                 log.exception("model discovery failed")
                 found = []

@@ -22,8 +22,8 @@ from tray_app.monitoring import (
     Monitor,
     MonitorTick,
 )
-from tray_app.monitoring.alert_settings import SettingsLike
 from tray_app.monitoring.history import SampleHistory
+from tray_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class MonitorService(QObject):
         self.replay_finished.emit()
 
 
-def live_monitor_service(settings: SettingsLike, host_metrics: HostMetricsSource | None = None) -> MonitorService:
+def live_monitor_service(settings: Settings, host_metrics: HostMetricsSource | None = None) -> MonitorService:
     """The service the tray starts: the real machine (or ``DESKTOP_MATE_NVML_REPLAY``), the user's
     thresholds. Cheap to call on the UI thread: NVML is opened by the first tick, in the monitor's thread."""
     return MonitorService(Monitor(LiveMachine(), host_metrics, AlertSettings.from_settings(settings)))

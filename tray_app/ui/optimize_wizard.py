@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QWidget, QWizard
@@ -30,6 +29,7 @@ from tray_app.benchmark.progress import BenchProgress
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.saved import apply_result
 from tray_app.paths import AppPaths
+from tray_app.settings import Settings
 from tray_app.ui.optimize_pages import IntroPage, MachinePage, ProgressPage
 from tray_app.ui.optimize_result_page import ResultPage
 from tray_app.ui.optimize_worker import Detection, EngineFactory, OptimizeJob
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 INTRO, MACHINE, PROGRESS, RESULT = range(4)
 
 
-def real_engine_factory(settings: Any) -> EngineFactory:
+def real_engine_factory(settings: Settings) -> EngineFactory:
     """The engine on the model chosen in the settings (raises ``ModelChoiceError`` in the worker)."""
 
     def factory() -> OptimizationEngine:
@@ -70,7 +70,7 @@ class OptimizeWizard(QWizard):
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         paths: AppPaths,
         *,
         engine_factory: EngineFactory | None = None,
@@ -85,7 +85,7 @@ class OptimizeWizard(QWizard):
         self.outcome: OptimizationResult | None = None
         self.detection: Detection | None = None
         self._closing = False
-        self._threads_were_manual = bool(settings.get("threads"))
+        self._threads_were_manual = bool(settings.values.threads)
         self.setWindowTitle(self.tr("Optimiser — Desktop-Mate"))
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
