@@ -68,8 +68,8 @@ need_wine() {
   command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install mingw-w64 \
     || { echo "SKIP: mingw-w64 indisponible (pour les DLL qui manquent à wine)"; exit 77; }
   # The tray is clicked (xdotool) and photographed (xwd, in x11-apps) on the Xvfb display; wine's own
-  # fonts (Tahoma, and Marlett for the check marks and title-bar buttons) are a recommendation of wine
-  # that --no-install-recommends leaves out.
+  # fonts (fonts-wine), which a normal wine install has, are a recommendation that
+  # --no-install-recommends leaves out.
   { command -v xdotool >/dev/null && command -v xwd >/dev/null && [ -f /usr/share/wine/fonts/marlett.ttf ]; } \
     || apt_install xdotool x11-apps fonts-wine \
     || { echo "SKIP: xdotool, xwd ou les polices de wine (paquets xdotool, x11-apps, fonts-wine) indisponibles"; exit 77; }
