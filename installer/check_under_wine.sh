@@ -242,6 +242,24 @@ bench_check() {
   check "bench demo --quick (code $rc)" test "$rc" -eq 0
   if grep -q "Traceback" <<<"$out"; then bad "bench : pas de trace Python"; fi
   timing "bench demo --quick" $((SECONDS - t))
+  # The wizard pins its runners to the performance cores of a hybrid Intel CPU only, which wine never
+  # reports: the pinning itself (psutil -> SetProcessAffinityMask) is checked on a child process here.
+  rc=0
+  out="$(installed_python 60 -c '
+import subprocess, sys
+try:
+    from tray_app.hardware.affinity import affinity_of, pin_processes
+except ImportError:  # before the move to hardware/
+    from tray_app.benchmark.affinity import affinity_of, pin_processes
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+try:
+    done = pin_processes([child.pid], [0])
+    print("processeurs permis au processus épinglé :", affinity_of(child.pid))
+    sys.exit(0 if done and affinity_of(child.pid) == [0] else 1)
+finally:
+    child.kill()
+')" || rc=$?
+  check "épinglage d'un processus sur un cœur (${out//$'\r'/})" test "$rc" -eq 0
 }
 
 # The tray: started by its Start-menu shortcut, clicked and photographed by wine_tray_check.py.
