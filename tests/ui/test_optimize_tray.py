@@ -87,6 +87,7 @@ def start_program(qtbot, tiny_gguf: Path, settings: Settings) -> TrayProgram:
     program.notes = []  # type: ignore[attr-defined]
     program.tray.notify = lambda text, warning=False: program.notes.append(text)  # type: ignore[method-assign]
     program.start()
+    qtbot.waitUntil(program.host.started.is_set, timeout=30_000)  # planned off the UI thread
     return program
 
 

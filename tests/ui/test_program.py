@@ -32,6 +32,7 @@ def program(qtbot, tiny_gguf):
     program = TrayProgram(settings, paths, use_tray=False)
     qtbot.addWidget(program.tray.window)
     program.start()
+    qtbot.waitUntil(program.host.started.is_set, timeout=30_000)  # planned off the UI thread
     yield program
     program.stop()
 
@@ -42,9 +43,11 @@ def buttons(program: TrayProgram) -> dict[str, QPushButton]:
 
 
 def test_menu_shows_the_model_the_api_and_loads_on_demand(program, qtbot):
-    texts = [a.text() for a in program.tray.menu.actions()]
-    assert "Modèle : tiny random llama" in texts
-    api = next(t for t in texts if t.startswith("API : http://127.0.0.1:"))
+    def menu_texts() -> list[str]:
+        return [a.text() for a in program.tray.menu.actions()]
+
+    qtbot.waitUntil(lambda: "Modèle : tiny random llama" in menu_texts(), timeout=5000)  # once planned
+    api = next(t for t in menu_texts() if t.startswith("API : http://127.0.0.1:"))
     with urllib.request.urlopen(api.split(" : ", 1)[1] + "/models", timeout=10) as reply:
         assert json.load(reply)["data"][0]["id"]
     assert program.tray.status.icon is IconState.IDLE
@@ -89,7 +92,8 @@ def test_a_missing_model_file_is_told_in_french_and_nothing_crashes(qtbot, tmp_p
     program.tray.notify = lambda text, warning=False: shown.append(text)  # type: ignore[method-assign]
     program.start()
     try:
-        assert program.host.state is HostState.ERROR
+        qtbot.waitUntil(lambda: program.tray.status.icon is IconState.ERROR and bool(shown), timeout=30_000)
+        assert program.host.state is HostState.ERROR  # planned off the UI thread, told on it
         assert program.tray.status.icon is IconState.ERROR
         assert shown and "absent.gguf" in shown[0]
         assert "Réessayer de charger le modèle" in buttons(program)

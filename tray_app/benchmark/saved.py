@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tray_app.benchmark.identity import MachineIdentity, changes_fr, current_identity
+from tray_app.hardware.gpu import NvmlReader
 from tray_app.paths import AppPaths
 from tray_app.planning.applied_tuning import SETTING_KEY, Tuning, load_tuning
 from tray_app.settings import Settings
@@ -73,7 +74,7 @@ def load_saved_identity(paths: AppPaths) -> MachineIdentity | None:
 
 
 def needs_reoptimization(
-    settings: Settings, paths: AppPaths, *, identity: MachineIdentity | None = None
+    settings: Settings, paths: AppPaths, *, identity: MachineIdentity | None = None, nvml: NvmlReader | None = None
 ) -> str | None:
     """Why « Optimiser » should run again (one French sentence), or None.
 
@@ -91,7 +92,7 @@ def needs_reoptimization(
             model = choose_model(None, settings)
         except ModelChoiceError:
             return None  # no usable model: that problem is told elsewhere
-        identity = current_identity(model)
+        identity = current_identity(model, nvml=nvml)
     if saved is None:
         return (
             "Les mesures de la dernière optimisation sont introuvables : relancez « Optimiser » pour "

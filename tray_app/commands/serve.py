@@ -16,8 +16,9 @@ from typing import Any
 
 from tray_app.host.gateway import DEFAULT_API_PORT, PortUnavailable
 from tray_app.host.gateway_metrics import RequestMetrics
+from tray_app.host.host_control import HostControl, HostOptions
 from tray_app.host.host_state import EventKind, HostEvent, fr_seconds
-from tray_app.host.hosting import Host, ModelChoiceError, choose_model, keep_alive_from, plan_host
+from tray_app.host.hosting import Host, ModelChoiceError
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
 
@@ -85,25 +86,27 @@ def run(args: argparse.Namespace) -> int:
         message = "--keep-alive : donnez un nombre de secondes, 0 (après chaque réponse) ou -1 (jamais)."
         out.say(message, event="error", message=message)
         return 2
-    settings = Settings.load(app_paths().settings_file)
+    paths = app_paths()
+    settings = Settings.load(paths.settings_file)
     if settings.notice and not args.json:
         print(settings.notice)
-    try:
-        model = choose_model(args.model, settings)
-        plan = plan_host(model, settings, wanted_ctx=args.ctx)
-    except ModelChoiceError as exc:
-        out.say(exc.message_fr, event="error", message=exc.message_fr)
+    keep_alive = float(args.keep_alive) if args.keep_alive is not None else None
+    options = HostOptions(model=args.model, ctx=args.ctx, port=args.port, keep_alive_s=keep_alive)
+    # Everything the host says is printed by the event listener below: no separate notices here.
+    control = HostControl(settings, paths, notify=lambda text, warning: None, options=options)
+    control.start()
+    error = control.start_error
+    if isinstance(error, ModelChoiceError):
+        out.say(error.message_fr, event="error", message=error.message_fr)
         return 2
-    port = args.port if args.port is not None else settings.values.api_port
-    keep_alive = float(args.keep_alive) if args.keep_alive is not None else keep_alive_from(settings)
-    host = Host(plan, port=port, allow_other_port=args.port is None, keep_alive_s=keep_alive)
+    if isinstance(error, PortUnavailable):
+        out.say(error.message_fr, event="error", message=error.message_fr, port=error.port)
+        return 3
+    host = control.host
+    assert host is not None  # started: no error
     host.supervisor.add_listener(out.on_event)
     host.gateway.request_hooks.append(out.on_request)
-    try:
-        host.start()
-    except PortUnavailable as exc:
-        out.say(exc.message_fr, event="error", message=exc.message_fr, port=exc.port)
-        return 3
+    keep_alive = control.keep_alive_s
     stop = threading.Event()
     _stop_on_sigterm(stop)
     _announce(out, host, keep_alive)
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         out.say("Arrêt : le modèle quitte la mémoire…", event="stopping")
-        host.close()
+        control.stop()
         out.say("Arrêté.", event="stopped")
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tray_app.hardware.affinity import pin_processes
 from tray_app.hardware.cpu import detect_cpu
+from tray_app.hardware.gpu import NvmlReader
 from tray_app.hardware.threads import recommend_threads
 from tray_app.host.fallback import FallbackStep, Ladder, default_ladder, ladder_from_plans
 from tray_app.host.gateway import DEFAULT_API_PORT, Gateway, GatewayOptions
@@ -65,8 +66,14 @@ def choose_model(cli_value: str | None, settings: Settings) -> Path:
         raise ModelChoiceError(exc.message_fr) from exc
 
 
-def plan_host(model_path: Path, settings: Settings, *, wanted_ctx: int | None = None) -> HostPlan:
-    """Read the model, measure the machine, make the plan. Raises :class:`ModelChoiceError`."""
+def plan_host(
+    model_path: Path, settings: Settings, *, wanted_ctx: int | None = None, nvml: NvmlReader | None = None
+) -> HostPlan:
+    """Read the model, measure the machine, make the plan. Raises :class:`ModelChoiceError`.
+
+    ``nvml``: the program's shared reader (the monitor reads it too); without one, NVML is opened for this
+    plan and closed. Reads NVML: call it off the UI thread.
+    """
     from tray_app.models.gguf_info import ModelFileError, read_model_info
 
     ctx = wanted_ctx or settings.values.context_size
@@ -80,7 +87,7 @@ def plan_host(model_path: Path, settings: Settings, *, wanted_ctx: int | None = 
     try:
         from tray_app.planning.memory_plan import make_plan, safer_plans
 
-        free_vram, total_vram = _free_vram()
+        free_vram, total_vram = _free_vram(nvml)
         from tray_app.hardware.llama_backend import detect_llama_backend
 
         backend = detect_llama_backend(ask_library=False)  # no llama_cpp import in this process
@@ -133,14 +140,13 @@ def _with_tuning(base: HostPlan, settings: Settings, free_vram: int | None) -> H
     )
 
 
-def _free_vram() -> tuple[int | None, int | None]:
-    from tray_app.hardware.gpu import NvmlReader
-
-    reader = NvmlReader()
+def _free_vram(nvml: NvmlReader | None) -> tuple[int | None, int | None]:
+    reader = nvml or NvmlReader()
     try:
         gpus = reader.read()
     finally:
-        reader.close()
+        if nvml is None:
+            reader.close()
     if not gpus:
         return None, None
     return gpus[0].memory_free, gpus[0].memory_total

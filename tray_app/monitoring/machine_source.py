@@ -32,21 +32,23 @@ class MachineSource(Protocol):
 class LiveMachine:
     """NVML + psutil through :class:`HardwareProbe` (``DESKTOP_MATE_NVML_REPLAY`` still applies).
 
-    The probe is created on the first read, so that the NVML library loads on the monitor's thread.
+    The probe is created on the first read, so that the NVML library loads on the monitor's thread. With
+    ``nvml`` (a session the program shares with the plan), the owner of that session closes it, not us.
     """
 
     interval_s = 1.0
 
-    def __init__(self, probe: HardwareProbe | None = None) -> None:
+    def __init__(self, probe: HardwareProbe | None = None, *, nvml: NvmlReader | None = None) -> None:
         self._probe = probe
+        self._shared_nvml = nvml
 
     def read(self) -> HardwareSnapshot:
         if self._probe is None:
-            self._probe = HardwareProbe()
+            self._probe = HardwareProbe(self._shared_nvml)
         return self._probe.snapshot()
 
     def close(self) -> None:
-        if self._probe is not None:
+        if self._probe is not None and self._shared_nvml is None:
             self._probe.close()
 
 

@@ -1,8 +1,8 @@
-"""The tray's side of the model host: a Qt adapter over :class:`~tray_app.host.hosting.Host`.
+"""The tray's side of the model host: a Qt adapter over :class:`~tray_app.host.host_control.HostControl`.
 
-It starts the gateway (the model itself loads on the first request), re-emits the supervisor's events on
-the UI thread, offers the model's menu section (state, API address, choice of model, unload) and gives
-the monitor its cheap ``host_metrics`` reading.
+The host's logic (planning, events in plain words, protection, settings changes) is in ``HostControl``,
+shared with ``serve``. This adapter runs its planning off the UI thread, brings its callbacks back to the
+UI thread as signals, and offers the model's menu section (state, API address, choice of model, unload).
 """
 
 from __future__ import annotations
@@ -12,21 +12,26 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog
 
-from tray_app.host.gateway import PortUnavailable
-from tray_app.host.host_state import EventKind, HostEvent, HostState
-from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model, keep_alive_from, plan_host
-from tray_app.monitoring.host_metrics import HostMetrics, HostNotice, HostNoticeKind
-from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
+from tray_app.hardware.gpu import NvmlReader
+from tray_app.host.host_control import HostControl
+from tray_app.host.host_state import HostState
+from tray_app.host.hosting import Host, HostPlan
+from tray_app.monitoring.host_metrics import HostMetrics, HostNotice
+from tray_app.monitoring.protection import ProtectionRequest
 from tray_app.paths import AppPaths
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.settings import Settings
 from tray_app.ui.icons import IconState
 from tray_app.ui.menu_entries import MenuEntry
+from tray_app.units_fr import size_fr
+
+if TYPE_CHECKING:  # discovery is imported by the scan, in its thread
+    from tray_app.models.discovery import DiscoveredModel
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +42,10 @@ HOST_ICONS = {
     HostState.BUSY: IconState.BUSY,
     HostState.ERROR: IconState.ERROR,
 }
-PLAN_KEYS = ("threads", "cores_left_for_avatar", "context_size")
-OPTIMIZING_FR = (
-    "Desktop-Mate mesure les performances de l'ordinateur (« Optimiser ») : le modèle reviendra à la fin "
-    "des mesures. Réessayez dans une minute."
-)
 
 
 class HostController(QObject):
-    """Signals:
+    """Signals (all emitted on the UI thread):
     changed(): the state, the model or the address changed; the menu and icon should be refreshed.
     monitor_event(object): a :class:`~tray_app.monitoring.host_metrics.HostNotice` for the monitor.
     models_found(list): the discovered models (list of ``DiscoveredModel``), after a scan.
@@ -54,78 +54,106 @@ class HostController(QObject):
     changed = Signal()
     monitor_event = Signal(object)
     models_found = Signal(list)
-    _event_from_host = Signal(object)
+    _changed_elsewhere = Signal()
+    _notice_elsewhere = Signal(object)
+    _notify_elsewhere = Signal(str, bool)
 
-    def __init__(self, settings: Settings, paths: AppPaths, notify: Callable[[str, bool], None]) -> None:
+    def __init__(
+        self, settings: Settings, paths: AppPaths, notify: Callable[[str, bool], None], nvml: NvmlReader | None = None
+    ) -> None:
         super().__init__()
         self.settings = settings
-        self.paths = paths
-        self.notify = notify
-        self.host: Host | None = None
-        self.plan: HostPlan | None = None
-        self.state = HostState.IDLE
-        self.message = ""
-        self.models: list = []  # DiscoveredModel, filled by scan_models_in_background()
-        self._unload_asked = False
-        self._protecting = False  # protection asked to unload when idle (keep-alive 0 until then)
-        self._safer_config: RunnerConfig | None = None  # protection: used from the next load
-        self._plan_inputs = self._current_plan_inputs()
-        self._event_from_host.connect(self._on_host_event, Qt.ConnectionType.QueuedConnection)
+        self.notify = notify  # (French text, is a warning), on the UI thread
+        self.models: list[DiscoveredModel] = []  # filled by scan_models_in_background()
+        self.started = threading.Event()  # set once the first start has planned (host open, or « Erreur »)
+        queued = Qt.ConnectionType.QueuedConnection
+        self._changed_elsewhere.connect(self._emit_changed, queued)
+        self._notice_elsewhere.connect(self._emit_notice, queued)
+        self._notify_elsewhere.connect(self._show, queued)
+        self.control = HostControl(
+            settings, paths, notify=self._notify_elsewhere.emit, on_change=self._changed_elsewhere.emit,
+            on_notice=self._notice_elsewhere.emit, nvml=nvml,
+        )
+
+    # -- back on the UI thread ---------------------------------------------------------------------
+    def _emit_changed(self) -> None:
+        self.changed.emit()
+
+    def _emit_notice(self, notice: HostNotice) -> None:
+        self.monitor_event.emit(notice)
+
+    def _show(self, text: str, warning: bool) -> None:
+        self.notify(text, warning)
+
+    def _in_background(self, name: str, work: Callable[[], object]) -> None:
+        """Planning reads the model file and NVML: never on the UI thread."""
+
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("%s failed", name)
+                self._notify_elsewhere.emit(
+                    self.tr("Une erreur inattendue est survenue ; les détails sont dans le journal."), True
+                )
+
+        threading.Thread(target=run, name=f"host-{name}", daemon=True).start()
 
     # -- life ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Plan and open the gateway; the model loads at the first request."""
-        try:
-            model = choose_model(None, self.settings)
-            self.plan = plan_host(model, self.settings)
-        except ModelChoiceError as exc:
-            self._set(HostState.ERROR, exc.message_fr)
-            self.notify(exc.message_fr, True)
-            return
-        host = Host(
-            self.plan,
-            port=self.settings.values.api_port,
-            keep_alive_s=keep_alive_from(self.settings),
-            log_file=self.paths.log_dir / "runner.log",
-        )
-        try:
-            host.start()
-        except PortUnavailable as exc:
-            self._set(HostState.ERROR, exc.message_fr)
-            self.notify(exc.message_fr, True)
-            return
-        self.host = host
-        host.supervisor.add_listener(self._event_from_host.emit)
-        if host.gateway.port_notice:
-            self.notify(host.gateway.port_notice, True)
-        self._set(HostState.IDLE, host.supervisor.status().message)
-        log.info("host ready at %s with %s (%s)", host.gateway.api_base, self.plan.model_path, self.plan.planner)
+        """Plan and open the gateway, in the background; the model loads at the first request."""
+
+        def work() -> None:
+            try:
+                self.control.start()
+            finally:
+                self.started.set()
+
+        self._in_background("start", work)
 
     def stop(self) -> None:
-        if self.host is not None:
-            self.host.close()
-            self.host = None
+        self.control.stop()
 
     def add_reply_hook(self, hook: Callable[[str], None]) -> None:
         """``hook(text)`` is called on the gateway's thread with each complete assistant reply."""
-        if self.host is not None:
-            self.host.gateway.reply_hooks.append(hook)
+        self.control.add_reply_hook(hook)
 
     # -- state -----------------------------------------------------------------------------------
     @property
+    def host(self) -> Host | None:
+        return self.control.host
+
+    @property
+    def plan(self) -> HostPlan | None:
+        return self.control.plan
+
+    @plan.setter
+    def plan(self, plan: HostPlan | None) -> None:
+        self.control.plan = plan
+
+    @property
+    def state(self) -> HostState:
+        return self.control.state
+
+    @property
+    def message(self) -> str:
+        return self.control.message
+
+    @property
     def api_base(self) -> str:
-        return self.host.gateway.api_base if self.host is not None else ""
+        return self.control.api_base
 
     @property
     def model_name(self) -> str:
-        if self.plan is None:
+        plan = self.plan
+        if plan is None:
             return self.tr("aucun modèle")
         from tray_app.models.gguf_info import ModelFileError, read_model_info, readable_name
 
         try:
-            return read_model_info(self.plan.model_path).name  # cached: the header was read by the plan
+            return read_model_info(plan.model_path).name  # cached: the header was read by the plan
         except ModelFileError:
-            return readable_name(self.plan.model_path)
+            return readable_name(plan.model_path)
 
     @property
     def icon(self) -> IconState:
@@ -133,141 +161,61 @@ class HostController(QObject):
 
     def status_line(self) -> str:
         """The state in one or two words (« Prêt », « Chargement… », « Optimisation en cours… »)."""
-        if self.host is not None and self.host.supervisor.paused:
+        if self.control.paused:
             return self.tr("Optimisation en cours…")
         return self.state.label
 
     def host_metrics(self) -> HostMetrics | None:
         """For the monitor thread, once a second: cheap and thread-safe."""
-        host = self.host
-        if host is None:
-            return None
-        last = host.gateway.metrics.last()
-        state = host.supervisor.state
-        runner = host.supervisor.status().pid if state in (HostState.READY, HostState.BUSY) else None
-        return HostMetrics(
-            runner_pid=runner,
-            tokens_per_second=last.tokens_per_s if last is not None else None,
-            baseline_tokens_per_second=self.plan.measured_gen_tps if self.plan is not None else None,
-            model_loaded=state in (HostState.READY, HostState.BUSY),
-        )
-
-    def _set(self, state: HostState, message: str) -> None:
-        self.state, self.message = state, message
-        self.changed.emit()
-
-    def _on_host_event(self, event: HostEvent) -> None:
-        previous = self.state
-        if event.kind is EventKind.FALLBACK:
-            self.monitor_event.emit(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))
-        elif event.kind is EventKind.RESTART:
-            # Its state (« En veille ») is taken below: the STATE event that follows is no idle unload.
-            self.monitor_event.emit(HostNotice(HostNoticeKind.RUNNER_RESTARTED, detail_fr=event.message))
-        elif event.kind is EventKind.STATE:
-            if event.state is HostState.ERROR:
-                self.notify(event.message, True)
-            elif event.state is HostState.IDLE and previous in (HostState.READY, HostState.BUSY):
-                if not self._unload_asked:
-                    keep = self.host.supervisor.keep_alive_s if self.host is not None else 0
-                    self.monitor_event.emit(HostNotice(HostNoticeKind.MODEL_UNLOADED_IDLE, idle_seconds=keep))
-                self._unload_asked = False
-            if event.state is HostState.IDLE:
-                self._apply_protection_when_idle()
-        self._set(event.state, event.message)
+        return self.control.host_metrics()
 
     # -- actions ---------------------------------------------------------------------------------
     def load_now(self) -> None:
-        if self.host is not None:
-            self.host.supervisor.load()
+        self.control.load_now()
 
     def unload(self) -> None:
-        if self.host is not None:
-            self._unload_asked = True
-            self.host.supervisor.unload()
+        self.control.unload()
 
     def retry(self) -> None:
         if self.host is None:
-            self.start()
+            self._in_background("start", self.control.start)
         else:
-            self.host.supervisor.retry()
+            self.control.retry()
 
     def protect(self, request: ProtectionRequest) -> None:
-        """The monitor saw graphics memory stay full: act as it asks (its sentence is already shown).
+        self.control.protect(request)
 
-        « next load safer »: the first rung of the plan's fallback ladder becomes the base configuration,
-        applied once the model is out of memory (never in the middle of an answer). « unload when idle »:
-        keep-alive 0 until the model has left the memory, then the setting again.
-        """
-        if self.host is None:
-            return
-        supervisor = self.host.supervisor
-        if ProtectionAction.NEXT_LOAD_SAFER in request.actions and self.plan is not None:
-            steps = list(self.plan.ladder(supervisor.base_config))
-            if steps:
-                self._safer_config = steps[0].config
-                log.warning("protection: next load with %s", self._safer_config.to_dict())
-        if ProtectionAction.UNLOAD_WHEN_IDLE in request.actions:
-            self._protecting = True
-            supervisor.set_keep_alive(0)
-        if supervisor.state is HostState.IDLE:
-            self._apply_protection_when_idle()
-
-    def _apply_protection_when_idle(self) -> None:
-        if self.host is None:
-            return
-        if self._protecting:
-            self._protecting = False
-            self.host.supervisor.set_keep_alive(keep_alive_from(self.settings))
-        if self._safer_config is not None and self.plan is not None:
-            config, self._safer_config = self._safer_config, None
-            self.host.supervisor.configure(config, self.plan.ladder)
-
-    # -- « Optimiser » ---------------------------------------------------------------------------
     def pause_for_optimization(self) -> None:
-        """The wizard starts measuring: new requests are refused (retry later), the model leaves the memory
-        once the answer being written, if any, has ended."""
-        if self.host is not None:
-            self._unload_asked = self.state is not HostState.IDLE  # not an idle unload: not announced
-            self.host.supervisor.pause(OPTIMIZING_FR)
-            self.changed.emit()
+        self.control.pause_for_optimization()
 
     def wait_until_unloaded(self, timeout: float = 150.0) -> None:
-        """Block (in the wizard's worker thread) until the runner has gone: its memory is needed. An
-        answer being written when the pause began is let finish first (see ``Supervisor.pause``)."""
-        if self.host is not None:
-            self.host.supervisor.unload(wait=True, timeout=timeout)
+        self.control.wait_until_unloaded(timeout)
 
     def resume_after_optimization(self) -> None:
-        if self.host is not None and self.host.supervisor.paused:
-            self.host.supervisor.resume()
-            self.changed.emit()
+        self.control.resume_after_optimization()
 
     def apply_optimization(self) -> None:
-        """« Appliquer » saved new settings: plan again with them (used from the next load)."""
-        if self.plan is None:
-            self.start()
-            return
-        try:
-            self._apply_plan(plan_host(self.plan.model_path, self.settings))
-        except ModelChoiceError as exc:
-            self.notify(exc.message_fr, True)
+        """« Appliquer » saved new settings: plan again with them (in the background)."""
+        self._in_background("apply-optimization", self.control.apply_optimization)
+
+    def apply_settings(self) -> None:
+        """After « Paramètres » : keep-alive at once; a new plan (in the background) when it is needed."""
+        self._in_background("apply-settings", self.control.apply_settings)
 
     def copy_api_address(self) -> None:
         QGuiApplication.clipboard().setText(self.api_base)
         self.notify(self.tr("Adresse copiée : {0}").replace("{0}", self.api_base), False)
 
     def use_model(self, path: Path) -> None:
-        """Switch to another model file: saved in the settings, loaded at the next request."""
-        try:
-            plan = plan_host(Path(path), self.settings)
-        except ModelChoiceError as exc:
-            self.notify(exc.message_fr, True)
-            return
-        self.settings.set("model_path", str(path))
-        self.settings.save()
-        self._apply_plan(plan)
-        self.notify(self.tr("Modèle choisi : {0}. {1}").replace("{0}", self.model_name)
-                    .replace("{1}", plan.explanation_fr), False)
+        """Switch to another model file (planned in the background): saved, loaded at the next request."""
+
+        def work() -> None:
+            plan = self.control.use_model(path)
+            if plan is not None:
+                text = self.tr("Modèle choisi : {0}. {1}").replace("{0}", self.model_name)
+                self._notify_elsewhere.emit(text.replace("{1}", plan.explanation_fr), False)
+
+        self._in_background("use-model", work)
 
     def choose_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -275,32 +223,6 @@ class HostController(QObject):
         )
         if path:
             self.use_model(Path(path))
-
-    def apply_settings(self) -> None:
-        """After « Paramètres » : keep-alive at once; a new plan when what it depends on changed."""
-        if self.host is None:
-            return
-        self.host.supervisor.set_keep_alive(keep_alive_from(self.settings))
-        inputs = self._current_plan_inputs()
-        if inputs != self._plan_inputs and self.plan is not None:
-            try:
-                self._apply_plan(plan_host(self.plan.model_path, self.settings))
-            except ModelChoiceError as exc:
-                self.notify(exc.message_fr, True)
-        if self.host.gateway.options.port != self.settings.values.api_port:
-            self.notify(self.tr("Le nouveau port de l'API sera utilisé au prochain démarrage du programme."), False)
-
-    def _apply_plan(self, plan: HostPlan) -> None:
-        self.plan = plan
-        self._plan_inputs = self._current_plan_inputs()
-        if self.host is None:
-            self.start()
-            return
-        self.host.use_plan(plan)
-        self.changed.emit()
-
-    def _current_plan_inputs(self) -> tuple:
-        return tuple(self.settings.get(k) for k in PLAN_KEYS)
 
     # -- discovery -------------------------------------------------------------------------------
     def scan_models_in_background(self) -> None:
@@ -318,7 +240,7 @@ class HostController(QObject):
 
         threading.Thread(target=scan, name="model-discovery", daemon=True).start()
 
-    def set_models(self, models: list) -> None:
+    def set_models(self, models: list[DiscoveredModel]) -> None:
         self.models = models
         self.changed.emit()
 
@@ -332,7 +254,7 @@ class HostController(QObject):
             entries.append(MenuEntry(self.tr("Copier l'adresse de l'API"), self.copy_api_address))
         current = str(self.plan.model_path) if self.plan is not None else ""
         choices = [
-            MenuEntry(f"{m.name} ({m.source}, {_size(m.size)})", functools.partial(self.use_model, Path(m.path)),
+            MenuEntry(f"{m.name} ({m.source}, {size_fr(m.size)})", functools.partial(self.use_model, Path(m.path)),
                       checked=str(m.path) == current)
             for m in self.models
         ]
@@ -343,9 +265,3 @@ class HostController(QObject):
         if self.state in (HostState.READY, HostState.BUSY, HostState.LOADING):
             entries.append(MenuEntry(self.tr("Décharger le modèle"), self.unload))
         return entries
-
-
-def _size(n: int) -> str:
-    from tray_app.units_fr import size_fr
-
-    return size_fr(n)

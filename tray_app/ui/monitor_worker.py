@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
+from tray_app.hardware.gpu import NvmlReader
 from tray_app.monitoring import (
     AlertSettings,
     AlertState,
@@ -276,7 +277,11 @@ class MonitorService(QObject):
         self.replay_finished.emit()
 
 
-def live_monitor_service(settings: Settings, host_metrics: HostMetricsSource | None = None) -> MonitorService:
+def live_monitor_service(
+    settings: Settings, host_metrics: HostMetricsSource | None = None, nvml: NvmlReader | None = None
+) -> MonitorService:
     """The service the tray starts: the real machine (or ``DESKTOP_MATE_NVML_REPLAY``), the user's
-    thresholds. Cheap to call on the UI thread: NVML is opened by the first tick, in the monitor's thread."""
-    return MonitorService(Monitor(LiveMachine(), host_metrics, AlertSettings.from_settings(settings)))
+    thresholds. Cheap to call on the UI thread: NVML is opened by the first read, off the UI thread.
+    ``nvml``: the program's shared NVML session (its owner closes it)."""
+    machine = LiveMachine(nvml=nvml)
+    return MonitorService(Monitor(machine, host_metrics, AlertSettings.from_settings(settings)))

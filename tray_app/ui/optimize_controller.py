@@ -27,6 +27,7 @@ from tray_app.benchmark.saved import (
     needs_reoptimization,
     should_offer_optimization,
 )
+from tray_app.hardware.gpu import NvmlReader
 from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.host_controller import HostController
@@ -57,8 +58,10 @@ class OptimizeController(QObject):
         notify: Callable[[str, bool], None],
         *,
         wizard_factory: Callable[..., OptimizeWizard] | None = None,
+        nvml: NvmlReader | None = None,
     ) -> None:
         super().__init__()
+        self.nvml = nvml  # the program's shared NVML session, for the re-optimisation check
         self.settings = settings
         self.paths = paths
         self.host = host
@@ -105,7 +108,7 @@ class OptimizeController(QObject):
 
     def _check_identity(self) -> None:
         try:
-            reason = needs_reoptimization(self.settings, self.paths)
+            reason = needs_reoptimization(self.settings, self.paths, nvml=self.nvml)
         except Exception:  # a check, never a reason to disturb the user
             log.exception("re-optimisation check failed")
             return

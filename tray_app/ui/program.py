@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 
+from tray_app.hardware.gpu import default_nvml_reader
 from tray_app.monitoring.alert_settings import AlertSettings
 from tray_app.monitoring.alerts import AlertState
 from tray_app.monitoring.monitor import MonitorTick
@@ -45,17 +46,22 @@ class TrayProgram(QObject):
         def notify(text: str, warning: bool = False) -> None:
             self.tray.notify(text, warning=warning)
 
-        self.host = HostController(settings, paths, notify)
+        # One NVML session for the plan, the re-optimisation check and the monitor (opened by the first
+        # of them to read it, off the UI thread; closed at the end).
+        self.nvml = default_nvml_reader()
+        self.host = HostController(settings, paths, notify, nvml=self.nvml)
         self.avatar = AvatarController(settings, notify)
-        self.optimize = OptimizeController(settings, paths, self.host, notify)
-        self.monitor: MonitorService = live_monitor_service(settings, host_metrics=self.host.host_metrics)
+        self.optimize = OptimizeController(settings, paths, self.host, notify, nvml=self.nvml)
+        self.monitor: MonitorService = live_monitor_service(
+            settings, host_metrics=self.host.host_metrics, nvml=self.nvml
+        )
         self.gauges: GaugesWindow | None = None  # created on first open (pyqtgraph loads then)
         self._alert_state: AlertState | None = None
         self._tooltip = ""
 
         self.tray.sections += [self.host.entries, self.optimize.entries, self._monitor_entries, self.avatar.entries]
         self.tray.settings_changed.connect(self._on_settings_changed)
-        self.host.changed.connect(self._refresh)
+        self.host.changed.connect(self._on_host_changed)
         self.host.models_found.connect(self.host.set_models)
         self.host.monitor_event.connect(self.monitor.push_host_event)
         self.avatar.state_changed.connect(lambda _state: self.tray.rebuild_menu())
@@ -86,8 +92,16 @@ class TrayProgram(QObject):
         if self.gauges is not None:
             self.gauges.close()
         self.tray.close()
+        self.nvml.close()
 
     # -- icon, tooltip, menu -----------------------------------------------------------------------
+    def _on_host_changed(self) -> None:
+        """The model, its state or its address changed: the fallback window shows them at once (the tray's
+        menu is rebuilt each time it opens)."""
+        self._refresh()
+        if self.tray.window is not None:
+            self.tray.rebuild_menu()
+
     def _refresh(self) -> None:
         icon = icon_state(self.host.icon, self._alert_state)
         self.tray.set_status(TrayStatus(self.host.status_line(), icon))
