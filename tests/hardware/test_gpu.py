@@ -148,3 +148,23 @@ def test_nvml_is_shut_down_even_when_it_found_no_card():
     assert replay.initialised
     reader.close()
     assert not replay.initialised
+
+
+def test_the_runner_vram_rule_shared_by_the_gauges_optimiser_and_the_gpu_check():
+    from tray_app.hardware.gpu import GpuProcess, GpuReading, runner_vram
+
+    def card(used: int | None, *procs: GpuProcess) -> GpuReading:
+        return GpuReading(0, "RTX", "GPU-1", "555", 6 << 30, used, None if used is None else (6 << 30) - used,
+                          None, None, None, None, None, procs)
+
+    launcher, runner, avatar, game = 10, 11, 20, 30
+    reported = card(3 << 30, GpuProcess(runner, 2 << 30), GpuProcess(avatar, 1 << 30))
+    assert runner_vram(reported, {launcher, runner}) == (2 << 30, "pid")  # the runner's tree, summed
+    hidden = card(3 << 30, GpuProcess(99, 2 << 30), GpuProcess(avatar, 1 << 30))  # a container's pids
+    assert runner_vram(hidden, {runner}, pids_before={avatar}) == (2 << 30, "new-process")
+    assert runner_vram(hidden, {runner}, used_before=1 << 30) == (2 << 30, "card-delta")  # no "before" list
+    wddm = card(5 << 30, GpuProcess(runner, None), GpuProcess(game, None))  # Windows: no per-process figure
+    assert runner_vram(wddm, {runner}, used_before=1 << 30) == (4 << 30, "card-delta")
+    assert runner_vram(wddm, {runner}, used_before=6 << 30) == (0, "card-delta")  # never negative
+    assert runner_vram(wddm, {runner}) == (None, "unknown")
+    assert runner_vram(card(None), {runner}, used_before=1 << 30) == (None, "unknown")

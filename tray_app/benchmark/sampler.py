@@ -14,12 +14,13 @@ import logging
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psutil
 
-from tray_app.hardware.gpu import GpuReading, NvmlReader
+from tray_app.hardware.gpu import GpuReading, NvmlReader, runner_vram
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,8 @@ class ResourceSampler:
         gpu = self._read_gpu()
         if gpu is None:
             return
-        pids = set(self._procs)
-        known = [p.used_bytes for p in gpu.processes if p.pid in pids and p.used_bytes is not None]
-        if known:
-            used = sum(known)
-        elif self._baseline_used is not None and gpu.memory_used is not None:
-            used = max(0, gpu.memory_used - self._baseline_used)
-        else:
-            used = 0
-        self.peak_vram = max(self.peak_vram or 0, used)
+        used, _how = runner_vram(gpu, set(self._procs), used_before=self._baseline_used)
+        self.peak_vram = max(self.peak_vram or 0, used or 0)
         if gpu.memory_used is not None:  # None: the driver does not say
             self.peak_vram_device = max(self.peak_vram_device or 0, gpu.memory_used)
         if self._measuring.is_set() and gpu.throttle_reasons:

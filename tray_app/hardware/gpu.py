@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,37 @@ class GpuReading:
             if p.pid == pid:
                 return p.used_bytes
         return None
+
+
+def runner_vram(
+    gpu: GpuReading,
+    runner_pids: Collection[int],
+    *,
+    pids_before: Collection[int] | None = None,
+    used_before: int | None = None,
+) -> tuple[int | None, str]:
+    """The model runner's graphics memory on ``gpu``, and how it was found: the one rule the gauges,
+    « Optimiser » and the GPU check all use.
+
+    1. ``"pid"``: what the driver reports for the runner's processes (``runner_pids``: the runner and its
+       children — on Windows a virtual environment's launcher starts the real process), summed;
+    2. ``"new-process"``: when none of those pids is listed (a container's pids are not the driver's),
+       the processes that appeared since the runner started (not in ``pids_before``), summed;
+    3. ``"card-delta"``: where the driver reports no process memory (Windows WDDM, every consumer
+       laptop), the card's use now minus ``used_before``, its use just before the runner started: an
+       estimate (another program starting meanwhile counts as the runner's);
+    4. ``"unknown"``: (None) when none of that is known.
+    """
+    reported = [p.used_bytes for p in gpu.processes if p.pid in runner_pids and p.used_bytes is not None]
+    if reported:
+        return sum(reported), "pid"
+    if pids_before is not None:
+        new = [p.used_bytes for p in gpu.processes if p.pid not in pids_before and p.used_bytes is not None]
+        if new:
+            return sum(new), "new-process"
+    if used_before is not None and gpu.memory_used is not None:
+        return max(0, gpu.memory_used - used_before), "card-delta"
+    return None, "unknown"
 
 
 def query(fn: Callable[..., T], *args: Any) -> T | None:

@@ -213,8 +213,10 @@ class HostControl:
         state = host.supervisor.state
         loaded = state in (HostState.READY, HostState.BUSY)
         plan = self.plan
+        status = host.supervisor.status() if loaded else None
         return HostMetrics(
-            runner_pid=host.supervisor.status().pid if loaded else None,
+            runner_pid=status.pid if status is not None else None,
+            runner_pids=status.pids if status is not None else (),
             tokens_per_second=last.tokens_per_s if last is not None else None,
             baseline_tokens_per_second=plan.measured_gen_tps if plan is not None else None,
             model_loaded=loaded,

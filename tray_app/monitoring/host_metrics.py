@@ -18,13 +18,15 @@ class HostMetrics:
 
     ``tokens_per_second`` is the speed of the request being generated, or of the last completed one;
     ``baseline_tokens_per_second`` the speed this machine normally reaches with the loaded plan (the
-    « Optimiser » measurement). Either may be None when unknown.
+    « Optimiser » measurement). Either may be None when unknown. ``runner_pids``: the runner and its
+    children (graphics memory is reported per process); empty means ``runner_pid`` alone.
     """
 
     runner_pid: int | None
     tokens_per_second: float | None
     baseline_tokens_per_second: float | None
     model_loaded: bool
+    runner_pids: tuple[int, ...] = ()
 
 
 HostMetricsSource = Callable[[], "HostMetrics | None"]

@@ -1,12 +1,13 @@
-"""The model runner's share of GPU memory, reported by the driver or estimated.
+"""The model runner's share of GPU memory, reported by the driver or estimated, for the gauges.
 
-Linux and Windows TCC drivers report the memory of each process (``GpuReading.process_used_bytes``).
-Windows WDDM — every consumer laptop — does not (the value is None). There the share is estimated from
-the VRAM measured around the load:
+The rule is :func:`tray_app.hardware.gpu.runner_vram`, the one « Optimiser » and the GPU check use too:
+what the driver reports for the runner's processes (Linux, Windows TCC), else the processes that appeared
+since the runner started, else — Windows WDDM, every consumer laptop — an estimate from the VRAM measured
+around the load:
 
     share = (VRAM used now) − (VRAM used just before the runner started)
 
-taking the largest value seen from the runner's start until ``settle_s`` seconds after the host says the
+For that estimate this keeps the largest value seen from the runner's start until ``settle_s`` seconds after the host says the
 model is loaded (weights, KV cache and compute buffers are all allocated during loading), then kept
 fixed: VRAM that appears later is most likely another program (a video, a game). Known error: a program
 that starts or stops *during* loading shifts the estimate; it is clamped to [0, VRAM used]. When the
@@ -17,7 +18,7 @@ other programs' share at the last tick.
 
 from __future__ import annotations
 
-from tray_app.hardware.gpu import GpuReading
+from tray_app.hardware.gpu import GpuReading, runner_vram
 from tray_app.monitoring.host_metrics import HostMetrics
 
 DEFAULT_SETTLE_S = 15.0
@@ -48,22 +49,25 @@ class ModelShareEstimator:
                 if self._share is not None and self._last_used is not None:
                     self._baseline = max(0, self._last_used - self._share)
                 self._pid, self._share, self._loaded_at = pid, None, None
-            reported = gpu.process_used_bytes(pid)
-            if reported is not None:
-                self._share = reported
-                return reported, False
-            return self._estimate(used, bool(host and host.model_loaded), at), self._share is not None
+            pids = (host.runner_pids if host else ()) or (pid,)
+            # Not "new processes": here a program the user starts meanwhile would count as the model.
+            share, how = runner_vram(gpu, pids, used_before=self._baseline)
+            if how == "pid":
+                self._share = share
+                return share, False
+            return self._estimate(share, used, bool(host and host.model_loaded), at), self._share is not None
         finally:
             self._last_used = used
 
-    def _estimate(self, used: int, loaded: bool, at: float) -> int | None:
-        if self._baseline is None:
+    def _estimate(self, delta: int | None, used: int, loaded: bool, at: float) -> int | None:
+        """``delta``: the card's use now minus before the runner started (None: no "before" figure)."""
+        if delta is None:
             return None
         if loaded and self._loaded_at is None:
             self._loaded_at = at
         settling = self._loaded_at is None or at - self._loaded_at <= self.settle_s
         if settling:
-            self._share = max(self._share or 0, used - self._baseline)
+            self._share = max(self._share or 0, delta)
         if self._share is None:
             return None
         return max(0, min(self._share, used))
