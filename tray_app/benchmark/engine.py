@@ -17,22 +17,22 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
-from tray_app.hardware.affinity import pin_processes
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.sampler import ResourceSampler
 from tray_app.benchmark.search import BenchmarkCancelled
 from tray_app.benchmark.space import Point, affinity_for, config_for
 from tray_app.benchmark.workload import Workload, conversation, warmup_conversation
+from tray_app.hardware.affinity import pin_processes
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.gpu import NvmlReader
 from tray_app.host.chat_probe import ChatProbeError, stream_chat
 from tray_app.host.runner import Runner, RunnerEndpoint, check_model_file
-from tray_app.planning.runner_config import RunnerConfig
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
+from tray_app.planning.runner_config import RunnerConfig
 
 log = logging.getLogger(__name__)
 

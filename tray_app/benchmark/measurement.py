@@ -7,8 +7,9 @@ A :class:`Measurement` is frozen and JSON-friendly (:meth:`to_dict` / :meth:`fro
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 
 def median(values: Sequence[float]) -> float | None:

@@ -27,8 +27,8 @@ only accepted when its generation speed stays within the threshold of the fastes
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from tray_app.benchmark.measurement import Measurement
 

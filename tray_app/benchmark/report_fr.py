@@ -7,7 +7,7 @@ French answer): a non-expert knows what a word is, not a token.
 from __future__ import annotations
 
 import statistics
-from typing import Iterable
+from collections.abc import Iterable
 
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.paired import Comparison

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.objective import Thresholds, better, select_best
-from tray_app.benchmark.space import Dimension, Point, SearchSpace, iter_neighbours
 from tray_app.benchmark.paired import Comparison
+from tray_app.benchmark.space import Dimension, Point, SearchSpace, iter_neighbours
 
 MAX_TRIALS = 200
 
@@ -81,13 +82,13 @@ class SearchOutcome:
     drift: float | None = None  # control vs first measurement of the winner (relative)
     control_failed: bool = False  # the winner crashed when measured again: the next best was kept
     wall_s: float = 0.0
-
     # The racing search (:mod:`tray_app.benchmark.racing_search`) only: the final interleaved check of
     # the winner against today's settings (generation speed, then first word), and why it was kept.
     final_check: Comparison | None = None
     prompt_check: Comparison | None = None
     kept_because: str = ""  # "faster", "sooner", "more_on_gpu", "start_failed"; "" when today's settings stay
     budget: int = 0  # measurements the search allowed itself
+
     @property
     def measured(self) -> int:
         return len(self.trials)

@@ -25,8 +25,9 @@ Dimensions (in the order the search visits them, most important first)
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.planning.runner_config import RunnerConfig
@@ -95,7 +96,6 @@ class Dimension:
     ordered: bool = True
     prompt_only: bool = False  # changes how fast the prompt is read, not the generation speed
     memory_bound: bool = False  # higher values take more memory: once a value failed, higher ones are skipped
-
     # Every value the engine accepts, for a search that looks finely where it matters (the layer count
     # just below where memory runs out); ``values`` stays the grid's coarse choice. Empty: ``values``.
     fine: tuple[Any, ...] = ()
@@ -105,14 +105,15 @@ class Dimension:
     # A value known to be at least as good where it is allowed (P-core pinning on hybrid CPUs: llama.cpp
     # on E-cores slows every step): it wins unless measured slower beyond the noise. None: no prior.
     preferred: Any = None
+
     def index(self, value: Any) -> int:
         return self.values.index(value)
-
 
     @property
     def steps(self) -> tuple[Any, ...]:
         """The values a fine search may visit: ``fine`` when given, else ``values``."""
         return self.fine or self.values
+
 
 @dataclass(frozen=True)
 class SearchSpace:
