@@ -7,6 +7,7 @@ Python's ``platform`` failing is simulated here; on Windows the program does not
 from __future__ import annotations
 
 import json
+import logging
 import platform
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from tray_app import cli
 from tray_app.doctor import build_report, render_text
 from tray_app.hardware import cpu, system_info
 from tray_app.hardware.system_info import describe_system, windows_description
+from tray_app.log_setup import HANDLER_NAME
 from tray_app.settings import Settings
 
 
@@ -27,6 +29,17 @@ def _broken(*_args, **_kwargs):
 def broken_platform(monkeypatch):
     for name in ("system", "release", "machine", "processor", "uname", "version", "win32_ver"):
         monkeypatch.setattr(platform, name, _broken)
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """cli.main() sets up the program's log handlers once per process: remove them for the next tests."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == HANDLER_NAME:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def test_system_unknown_when_platform_fails(broken_platform):
