@@ -51,7 +51,7 @@ setup="$(cd "$(dirname "$setup")" && pwd)/$(basename "$setup")"
 version="$(app_version "$repo")"
 SELF_TEST_TIMEOUT="${DM_SELF_TEST_TIMEOUT:-240}"
 BENCH_TIMEOUT="${DM_BENCH_TIMEOUT:-900}"   # against a hang; it takes 3-7 min on 2 busy cores
-SCREEN=1280x800   # a small laptop screen (1920x1080 at 150 %): what does not fit here does not fit there
+SCREEN=1280x800   # a small laptop screen (1920x1080 at 150 % leaves 1280x720): what does not fit here will not there
 SHOTS="${DM_WINE_SHOTS:-$here/dist/wine-check}"
 
 failures=0
@@ -212,7 +212,8 @@ program_processes() {
   return 0
 }
 
-# doctor and doctor --json answer (they used to end in Python's platform module, which asks WMI).
+# doctor and doctor --json answer (they used to end in Python's platform module, which asks WMI),
+# and so does the other diagnostic command, plan.
 doctor_check() {
   local out rc=0 t=$SECONDS
   out="$(installed_python 120 -m tray_app doctor)" || rc=$?
@@ -230,7 +231,12 @@ data = json.loads(sys.argv[1])
 assert data["system"].startswith("Windows 10"), data["system"]
 assert data["cpu"]["physical_cores"] >= 1 and data["cpu"]["source"] == "GetLogicalProcessorInformationEx", data["cpu"]
 ' "$out"
-  timing "doctor + doctor --json" $((SECONDS - t))
+  rc=0
+  out="$(installed_python 120 -m tray_app plan demo)" || rc=$?
+  check "plan demo répond (code $rc)" test "$rc" -eq 0
+  check "plan demo : plan en français" grep -q "Plan mémoire pour « SmolLM2" <<<"$out"
+  if grep -q "Traceback" <<<"$out"; then bad "plan : pas de trace Python"; fi
+  timing "doctor + doctor --json + plan demo" $((SECONDS - t))
 }
 
 # What « Optimiser » runs, on the demo model: one runner process per configuration, Windows' CPU

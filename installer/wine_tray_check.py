@@ -480,7 +480,7 @@ class Check:
                 time.sleep(0.1)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        answer = self.chat(base, "Raconte une histoire sur un chat.", 96, stream=True)
+        answer = self.chat(base, "Raconte une histoire sur un chat.", 160, stream=True)
         stop.set()
         watcher.join()
         self.ok("réponse en flux (stream)", bool(answer), f"{len(answer)} caractères")
