@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tray_app import __version__
+from tray_app.format_fr import gib_fr
 from tray_app.hardware.cpu import CpuInfo, detect_cpu
 from tray_app.hardware.gpu import GpuReading, NvmlReader, default_nvml_reader
 from tray_app.hardware.llama_backend import LlamaBackend, detect_llama_backend
 from tray_app.hardware.system_info import describe_system
 from tray_app.hardware.threads import ThreadAdvice, recommend_threads
 from tray_app.settings import Settings
-
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,11 @@ def build_report(settings: Settings, nvml: NvmlReader | None = None) -> DoctorRe
         cpu,
         # Before a model is chosen, assume a partial offload on a usable GPU: the CPU rule applies.
         gpu_offload_fraction=0.0,
-        cores_left_for_avatar=settings.get("cores_left_for_avatar"),
+        cores_left_for_avatar=settings.values.cores_left_for_avatar,
     )
-    overridden = settings.get("threads") > 0
+    overridden = settings.values.threads > 0
     if overridden:
-        advice = ThreadAdvice(settings.get("threads"), "Choisi à la main dans les paramètres.")
+        advice = ThreadAdvice(settings.values.threads, "Choisi à la main dans les paramètres.")
     return DoctorReport(
         version=__version__,
         system=describe_system(),
@@ -69,11 +68,6 @@ def build_report(settings: Settings, nvml: NvmlReader | None = None) -> DoctorRe
     )
 
 
-def gib(n: int | float) -> str:
-    """Bytes as French gigabytes: ``5,9 Go``."""
-    return f"{n / GIB:.1f}".replace(".", ",") + " Go"
-
-
 def render_text(r: DoctorReport) -> str:
     cpu = r.cpu
     lines = [f"Desktop-Mate {r.version} — diagnostic de cette machine", ""]
@@ -83,7 +77,7 @@ def render_text(r: DoctorReport) -> str:
     if cpu.hybrid:
         cores += f" ({cpu.performance_cores} cœurs rapides + {cpu.efficiency_cores} cœurs économes)"
     lines.append(cores)
-    lines.append(f"Mémoire vive : {gib(cpu.ram_total)} au total, {gib(r.ram_available)} libres")
+    lines.append(f"Mémoire vive : {gib_fr(cpu.ram_total)} au total, {gib_fr(r.ram_available)} libres")
     if r.gpus:
         for g in r.gpus:
             lines.append(f"Carte graphique : {g.name} (pilote {g.driver_version or 'inconnu'})")
@@ -91,8 +85,8 @@ def render_text(r: DoctorReport) -> str:
                 lines.append("  Mémoire graphique : inconnue (le pilote de la carte ne la donne pas)")
             else:
                 lines.append(
-                    f"  Mémoire graphique : {gib(g.memory_used)} utilisés sur {gib(g.memory_total)}, "
-                    f"{gib(g.memory_free)} libres"
+                    f"  Mémoire graphique : {gib_fr(g.memory_used)} utilisés sur {gib_fr(g.memory_total)}, "
+                    f"{gib_fr(g.memory_free)} libres"
                 )
             extras = []
             if g.utilization_percent is not None:

@@ -16,7 +16,6 @@ from tray_app.benchmark.report_fr import (
     first_word_fr,
     headline_fr,
     notes_fr,
-    seconds_fr,
 )
 from tray_app.benchmark.saved import (
     apply_result,
@@ -26,6 +25,8 @@ from tray_app.benchmark.saved import (
     should_offer_optimization,
     tuning_from_result,
 )
+from tray_app.format_fr import seconds_fr
+from tray_app.paths import app_paths
 from tray_app.planning.applied_tuning import (
     Tuning,
     apply_tuning,
@@ -33,7 +34,6 @@ from tray_app.planning.applied_tuning import (
     tuned_config,
 )
 from tray_app.planning.runner_config import RunnerConfig
-from tray_app.paths import app_paths
 from tray_app.settings import Settings
 
 

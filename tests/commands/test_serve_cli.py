@@ -61,7 +61,7 @@ def test_serve_loads_on_demand_unloads_when_idle_and_stops_on_ctrl_c(tiny_gguf):
         request = serve.next_json("request")
         assert request["status"] == 200 and request["completion_tokens"] > 0
         idle = serve.next_json("state", state="idle", timeout=10)
-        assert "quitté la mémoire après 1,0 s" in idle["message"]
+        assert "quitté la mémoire après 1 seconde sans demande" in idle["message"]
         assert not psutil.pid_exists(ready["pid"]) or psutil.Process(ready["pid"]).status() == psutil.STATUS_ZOMBIE
     finally:
         code = serve.stop()

@@ -182,7 +182,7 @@ def test_second_copy_of_the_program_exits_and_the_first_stays(tmp_path):
 
 
 def test_wrapped_french_never_breaks_inside_guillemets_or_before_a_colon():
-    from tray_app.units_fr import no_break_fr
+    from tray_app.format_fr import no_break_fr
 
     assert no_break_fr("Cliquez sur « Optimiser » : c'est fini ? Oui !") == (
         "Cliquez sur «\u00a0Optimiser\u00a0»\u00a0: c'est fini\u00a0? Oui\u00a0!"

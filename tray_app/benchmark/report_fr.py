@@ -23,8 +23,8 @@ from tray_app.benchmark.space import (
     THREADS_BATCH,
     Point,
 )
+from tray_app.format_fr import decimal_fr, seconds_fr, size_fr
 from tray_app.monitoring.throttle_fr import throttle_reasons_fr
-from tray_app.units_fr import size_fr
 
 BUSY_CPU_PERCENT = 25.0  # other programs above this during the requests: the figures are approximate
 DRIFT_NOTE = 0.07
@@ -35,36 +35,6 @@ ATTENTION_FR = {
     "f16_fa": "attention rapide",
     "q8_0_fa": "attention rapide et mémoire compacte",
 }
-
-
-def num_fr(value: float, decimals: int = 0) -> str:
-    """« 41 », « 0,8 »: a French decimal comma."""
-    return f"{value:.{decimals}f}".replace(".", ",")
-
-
-def seconds_fr(seconds: float) -> str:
-    """« 45 ms », « 1,25 s », « 40 s », « 3 min »: enough digits that two different delays read differently.
-
-    Below one second in milliseconds (a first word comes after tens or hundreds of them), then in seconds
-    with two decimals up to ten seconds.
-    """
-    milliseconds = round(seconds * 1000)
-    if milliseconds < 1000:
-        return f"{max(0, milliseconds)} ms"
-    if seconds < 10:
-        return f"{num_fr(seconds, 2)} s"
-    if seconds < 90:
-        return f"{round(seconds)} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min"
-
-
-def duration_fr(seconds: float) -> str:
-    """« environ 40 secondes », « environ 3 minutes »: for the time a run takes or has left."""
-    if seconds < 55:
-        return f"environ {max(5, round(seconds / 5) * 5)} secondes"
-    minutes = max(1, round(seconds / 60))
-    return f"environ {minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def cores_fr(n: int) -> str:
@@ -178,8 +148,8 @@ def headline_fr(result: OptimizationResult) -> str:
         return f"Vos réglages actuels ne fonctionnaient pas sur cet ordinateur ; les nouveaux donnent {after} mots/seconde."
     if kind == "faster" and check is not None:
         if before == after:  # a gain shown beyond the noise, on small figures: one decimal tells them apart
-            before = num_fr(result.words_per_second(result.before.gen_tps) or 0, 1)
-            after = num_fr(result.words_per_second(result.after.gen_tps) or 0, 1)
+            before = decimal_fr(result.words_per_second(result.before.gen_tps) or 0, 1)
+            after = decimal_fr(result.words_per_second(result.after.gen_tps) or 0, 1)
         return (
             f"Réponses {round(check.gain * 100)} % plus rapides ({interval_fr(check)} selon les mesures) : "
             f"{after} mots/seconde au lieu de {before}."

@@ -29,12 +29,11 @@ from tray_app.benchmark.report_fr import (
     headline_fr,
     interval_fr,
     memory_fr,
-    num_fr,
-    seconds_fr,
     signed_percent_fr,
 )
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.search import BenchmarkCancelled, Trial
+from tray_app.format_fr import decimal_fr, seconds_fr
 from tray_app.host.hosting import ModelChoiceError, choose_model
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
@@ -162,11 +161,11 @@ def side_by_side(ours: Measurement, theirs: Measurement, paired: Comparison | No
 
 
 def _print_head_to_head(h: dict[str, Any]) -> None:
-    print(f"  Choix de la recherche : {num_fr(h['search_choice_gen_tps'] or 0, 1)} jetons/s ; "
-          f"plus rapide de la grille : {num_fr(h['grid_fastest_gen_tps'] or 0, 1)} jetons/s")
+    print(f"  Choix de la recherche : {decimal_fr(h['search_choice_gen_tps'] or 0, 1)} jetons/s ; "
+          f"plus rapide de la grille : {decimal_fr(h['grid_fastest_gen_tps'] or 0, 1)} jetons/s")
     if h["ratio"] is not None:
-        print(f"  Soit {num_fr(h['ratio'] * 100, 1)} % côte à côte (entre {num_fr(h['ratio_low'] * 100, 1)} "
-              f"et {num_fr(h['ratio_high'] * 100, 1)} % selon les mesures)")
+        print(f"  Soit {decimal_fr(h['ratio'] * 100, 1)} % côte à côte (entre {decimal_fr(h['ratio_low'] * 100, 1)} "
+              f"et {decimal_fr(h['ratio_high'] * 100, 1)} % selon les mesures)")
 
 
 class _Printer:
@@ -189,21 +188,21 @@ def trial_line(trial: Trial, total: int, n_layers: int) -> str:
     what = ("contrôle : " if trial.control else "") + describe_point_fr(trial.point, n_layers)
     head = f"{trial.number:>3}/{total:<3} {what}"
     if not m.stable:
-        return f"{head}\n         ÉCARTÉ : {m.failure_fr} [{num_fr(m.wall_s, 1)} s]"
+        return f"{head}\n         ÉCARTÉ : {m.failure_fr} [{decimal_fr(m.wall_s, 1)} s]"
     spread = f" ±{round((m.gen_spread or 0) * 50)} %" if m.gen_spread is not None else ""
     return (
-        f"{head}\n         génération {num_fr(m.gen_tps or 0, 1)} jetons/s{spread} · premier jeton "
-        f"{num_fr(m.ttft_s or 0, 2)} s · lecture {num_fr(m.prompt_tps or 0)} jetons/s · "
-        f"{memory_fr(m) or 'mémoire inconnue'} [{num_fr(m.wall_s, 1)} s]"
+        f"{head}\n         génération {decimal_fr(m.gen_tps or 0, 1)} jetons/s{spread} · premier jeton "
+        f"{decimal_fr(m.ttft_s or 0, 2)} s · lecture {decimal_fr(m.prompt_tps or 0, 0)} jetons/s · "
+        f"{memory_fr(m) or 'mémoire inconnue'} [{decimal_fr(m.wall_s, 1)} s]"
     )
 
 
 def _print_result(title: str, r: OptimizationResult) -> None:
     a = r.after
-    print(f"\n{title} : {len(r.trials)} mesures en {num_fr(r.wall_s, 1)} s")
+    print(f"\n{title} : {len(r.trials)} mesures en {decimal_fr(r.wall_s, 1)} s")
     print(f"  Meilleur réglage : {describe_point_fr(r.best_point, r.n_layers)}")
-    print(f"  Génération : {num_fr(a.gen_tps or 0, 1)} jetons/s (avant : {num_fr(r.before.gen_tps or 0, 1)})")
-    print(f"  Premier jeton : {num_fr(a.ttft_s or 0, 2)} s · lecture : {num_fr(a.prompt_tps or 0)} jetons/s")
+    print(f"  Génération : {decimal_fr(a.gen_tps or 0, 1)} jetons/s (avant : {decimal_fr(r.before.gen_tps or 0, 1)})")
+    print(f"  Premier jeton : {decimal_fr(a.ttft_s or 0, 2)} s · lecture : {decimal_fr(a.prompt_tps or 0, 0)} jetons/s")
     print(f"  Mémoire au plus haut : {memory_fr(a) or 'inconnue'}")
     print(f"  Bruit de mesure : {round(r.thresholds.gen * 100)} % d'une mesure à l'autre")
     if r.final_check is not None:
@@ -220,13 +219,13 @@ def _print_result(title: str, r: OptimizationResult) -> None:
 
 def _print_comparison(c: dict[str, Any]) -> None:
     print("\nVérification de la recherche")
-    print(f"  Meilleure génération de la grille : {num_fr(c['grid_best_gen_tps'] or 0, 1)} jetons/s "
-          f"({c['grid_configurations']} réglages, {num_fr(c['grid_wall_s'], 1)} s)")
-    print(f"  Choix de la recherche, mesuré dans la grille : {num_fr(c['search_choice_in_grid_gen_tps'] or 0, 1)} "
-          f"jetons/s ({c['search_configurations']} réglages, {num_fr(c['search_wall_s'], 1)} s)")
+    print(f"  Meilleure génération de la grille : {decimal_fr(c['grid_best_gen_tps'] or 0, 1)} jetons/s "
+          f"({c['grid_configurations']} réglages, {decimal_fr(c['grid_wall_s'], 1)} s)")
+    print(f"  Choix de la recherche, mesuré dans la grille : {decimal_fr(c['search_choice_in_grid_gen_tps'] or 0, 1)} "
+          f"jetons/s ({c['search_configurations']} réglages, {decimal_fr(c['search_wall_s'], 1)} s)")
     if c["search_choice_vs_grid_best"] is not None and c["time_ratio"] is not None:
-        print(f"  Soit {num_fr(c['search_choice_vs_grid_best'] * 100, 1)} % du meilleur, en "
-              f"{num_fr(c['time_ratio'] * 100, 1)} % du temps de la grille")
+        print(f"  Soit {decimal_fr(c['search_choice_vs_grid_best'] * 100, 1)} % du meilleur, en "
+              f"{decimal_fr(c['time_ratio'] * 100, 1)} % du temps de la grille")
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:

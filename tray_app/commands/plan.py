@@ -27,7 +27,7 @@ from tray_app.planning.memory_plan import (
 )
 from tray_app.planning.vram_estimate import KV_TYPES, MIB
 from tray_app.settings import Settings
-from tray_app.units_fr import int_fr, size_fr
+from tray_app.format_fr import int_fr, size_fr
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import psutil
 
+from tray_app.format_fr import seconds_fr
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.host.chat_probe import ChatProbeError, stream_chat
-from tray_app.host.host_state import HostState, fr_seconds
+from tray_app.host.host_state import HostState
 from tray_app.host.hosting import Host, ModelChoiceError, choose_model, plan_host
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
@@ -99,11 +100,11 @@ def _check(args: argparse.Namespace, report: dict[str, Any], lines: list[str]) -
         lines.append(f"Attention : {len(status.failed_configs)} réglage(s) ont échoué avant celui-ci.")
     lines += [
         f"Réponse : {result.text.strip() or '(vide)'}",
-        f"Chargement du modèle : {fr_seconds(status.load_seconds or 0.0)}",
-        f"Premier jeton (modèle déjà chargé) : {fr_seconds(report['ttft_s'] or 0.0)}",
-        f"Premier jeton depuis l'arrêt complet : {fr_seconds(cold_first_token)}",
+        f"Chargement du modèle : {seconds_fr(status.load_seconds or 0.0)}",
+        f"Premier jeton (modèle déjà chargé) : {seconds_fr(report['ttft_s'] or 0.0)}",
+        f"Premier jeton depuis l'arrêt complet : {seconds_fr(cold_first_token)}",
         f"Vitesse : {result.tokens_per_s or 0:.1f} jetons par seconde ({result.tokens} jetons)".replace(".", ","),
-        f"Mémoire rendue après déchargement : {'oui' if gone else 'NON'} ({fr_seconds(unload_s)})",
+        f"Mémoire rendue après déchargement : {'oui' if gone else 'NON'} ({seconds_fr(unload_s)})",
     ]
     if result.tokens == 0 or not result.text.strip() or not result.complete:
         return _fail(report, lines, "Le modèle n'a rien répondu. Essayez un autre modèle ; les détails sont "

@@ -14,10 +14,11 @@ import sys
 import threading
 from typing import Any
 
+from tray_app.format_fr import duration_fr, seconds_fr
 from tray_app.host.gateway import DEFAULT_API_PORT, PortUnavailable
 from tray_app.host.gateway_metrics import RequestMetrics
 from tray_app.host.host_control import HostControl, HostOptions
-from tray_app.host.host_state import EventKind, HostEvent, fr_seconds
+from tray_app.host.host_state import EventKind, HostEvent
 from tray_app.host.hosting import Host, ModelChoiceError
 from tray_app.paths import app_paths
 from tray_app.settings import Settings
@@ -71,7 +72,7 @@ class _Printer:
             text = f"Demande terminée avec une erreur : {m.error}"
         else:
             rate = f", {m.tokens_per_s:.0f} jetons/s".replace(".", ",") if m.tokens_per_s else ""
-            first = f", premier jeton en {fr_seconds(m.ttft_s)}" if m.ttft_s is not None else ""
+            first = f", premier jeton en {seconds_fr(m.ttft_s)}" if m.ttft_s is not None else ""
             text = f"Réponse envoyée : {m.completion_tokens} jetons{rate}{first}."
         self.say(text, event="request", **m.to_dict())
 
@@ -131,7 +132,7 @@ def _announce(out: _Printer, host: Host, keep_alive: float) -> None:
     elif keep_alive == 0:
         keep = "il quitte la mémoire après chaque réponse"
     else:
-        keep = f"il quitte la mémoire après {fr_seconds(keep_alive)} sans demande"
+        keep = f"il quitte la mémoire après {duration_fr(keep_alive)} sans demande"
     lines = []
     if gw.port_notice:
         lines.append(gw.port_notice)

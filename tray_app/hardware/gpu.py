@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MIB = 1024 * 1024
 
 NO_NVIDIA_GPU = "pas de carte NVIDIA détectée"
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tray_app.format_fr import int_fr
 from tray_app.planning.runner_config import RunnerConfig
-from tray_app.units_fr import int_fr
 
 MIN_CONTEXT = 1024
 

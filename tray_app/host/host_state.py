@@ -79,16 +79,3 @@ class HostUnavailable(Exception):
         self.message_fr = message_fr
         self.retry_after_s = retry_after_s
         self.failure = failure
-
-
-def fr_seconds(seconds: float) -> str:
-    """``0.042`` → « 42 ms », ``1.234`` → « 1,2 s »; minutes and hours for long delays."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s".replace(".", ",")
-    if seconds < 3600:
-        minutes = round(seconds / 60)
-        return f"{minutes} min"
-    hours = seconds / 3600
-    return (f"{hours:.1f}".rstrip("0").rstrip(".").replace(".", ",")) + " h"

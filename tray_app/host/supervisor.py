@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tray_app.format_fr import duration_fr, seconds_fr
 from tray_app.host.fallback import FallbackStep, Ladder, default_ladder
 from tray_app.host.host_state import (
     EventKind,
@@ -54,7 +55,6 @@ from tray_app.host.host_state import (
     HostState,
     HostStatus,
     HostUnavailable,
-    fr_seconds,
 )
 from tray_app.host.runner import DEFAULT_LOAD_TIMEOUT_S, Runner, RunnerEndpoint
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
@@ -478,7 +478,7 @@ class Supervisor:
                 self._load_seconds = runner.load_seconds
                 self._last_used = time.monotonic()
                 self._failure = None
-                seconds = fr_seconds(runner.load_seconds or 0.0)
+                seconds = seconds_fr(runner.load_seconds or 0.0)
                 self._set_state(HostState.READY, f"Le modèle est prêt (chargé en {seconds}).", pid=runner.pid)
             return
 
@@ -611,7 +611,7 @@ class Supervisor:
                 return
             keep = self._keep_alive_s
         if keep > 0:
-            message = f"Le modèle a quitté la mémoire après {fr_seconds(keep)} sans demande ; {RELOAD_NOTE}"
+            message = f"Le modèle a quitté la mémoire après {duration_fr(keep)} sans demande ; {RELOAD_NOTE}"
         else:
             message = f"Le modèle a quitté la mémoire dès la fin de la réponse ; {RELOAD_NOTE}"
         self._stop_runner(message, only_if_idle=True)

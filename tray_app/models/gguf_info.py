@@ -37,7 +37,7 @@ from tray_app.models.gguf_header import (
     UnsupportedVersion,
     read_header,
 )
-from tray_app.units_fr import size_fr
+from tray_app.format_fr import size_fr
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ longest values), and :func:`fit_balloon` shortens anything that would not.
 
 from __future__ import annotations
 
-from tray_app.monitoring.format_fr import duration_fr, percent_fr
+from tray_app.format_fr import duration_fr, percent_fr
 
 MAX_BALLOON_CHARS = 255  # NOTIFYICONDATA.szInfo holds 256 characters, the last one is the terminator
 CLOSE_PROGRAMS = "Fermez les jeux, vidéos ou onglets que vous n'utilisez pas"

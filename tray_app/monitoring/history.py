@@ -15,10 +15,10 @@ import bisect
 import threading
 from array import array
 
+from tray_app.format_fr import MIB
 from tray_app.monitoring.sample import MonitorSample
 
 DEFAULT_CAPACITY = 3600  # one hour at 1 Hz
-MIB = 1024 * 1024
 NAN = float("nan")
 
 # name → array typecode

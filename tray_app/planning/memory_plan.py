@@ -48,7 +48,7 @@ from tray_app.planning.vram_estimate import (
     predict_vram,
     safety_margin,
 )
-from tray_app.units_fr import int_fr, size_fr
+from tray_app.format_fr import int_fr, size_fr
 
 DEFAULT_CONTEXT = 4096
 CONTEXT_STEP = 256  # llama.cpp pads the KV cache to a multiple of 256 cells

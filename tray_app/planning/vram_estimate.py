@@ -45,9 +45,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tray_app.format_fr import MIB
 from tray_app.models.gguf_info import ModelInfo
-
-MIB = 1024 * 1024
 
 DEFAULT_UBATCH = 512
 GPU_OVERHEAD = 450 * MIB

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tray_app.format_fr import decimal_fr, gib_fr, percent_fr, speed_fr
 from tray_app.monitoring import AlertSettings, AlertState, MonitorSample, MonitorTick, VramLevel
-from tray_app.monitoring.format_fr import decimal_fr, gib_fr, percent_fr, speed_fr
 from tray_app.monitoring.history import SampleHistory
 from tray_app.monitoring.throttle_fr import SW_POWER_CAP, THERMAL_MASK, throttle_reasons_fr
 from tray_app.ui.vram_gauge import ATTENTION_COLOR, CRITIQUE_COLOR, VramGauge

@@ -15,9 +15,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from tray_app.format_fr import GIB, MIB
 from tray_app.monitoring.history import SampleHistory
 
-MIB_PER_GIB = 1024.0
+MIB_PER_GIB = GIB / MIB
 CURVE_PEN = pg.mkPen("#3b6fd8", width=2)
 MODEL_PEN = pg.mkPen("#7b4fc9", width=2)
 TOTAL_PEN = pg.mkPen("#5f6873", width=1)

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog
 
+from tray_app.format_fr import size_fr
 from tray_app.hardware.gpu import NvmlReader
 from tray_app.host.host_control import HostControl
 from tray_app.host.host_state import HostState
@@ -28,7 +29,6 @@ from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.icons import IconState
 from tray_app.ui.menu_entries import MenuEntry
-from tray_app.units_fr import size_fr
 
 if TYPE_CHECKING:  # discovery is imported by the scan, in its thread
     from tray_app.models.discovery import DiscoveredModel

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QCoreApplication
 
+from tray_app.format_fr import gib_fr, percent_fr, speed_fr
 from tray_app.monitoring import AlertState, MonitorSample, VramLevel
-from tray_app.monitoring.format_fr import gib_fr, percent_fr, speed_fr
 from tray_app.ui.icons import IconState
 
 

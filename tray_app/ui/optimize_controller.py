@@ -27,12 +27,12 @@ from tray_app.benchmark.saved import (
     needs_reoptimization,
     should_offer_optimization,
 )
+from tray_app.format_fr import no_break_fr
 from tray_app.hardware.gpu import NvmlReader
 from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.host_controller import HostController
 from tray_app.ui.menu_entries import MenuEntry
-from tray_app.units_fr import no_break_fr
 
 if TYPE_CHECKING:  # imported when first opened: the measuring engine stays out of start-up
     from tray_app.ui.optimize_wizard import OptimizeWizard

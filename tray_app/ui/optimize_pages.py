@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
 
 from tray_app.benchmark.machine import MachineSummary
 from tray_app.benchmark.progress import BenchProgress
-from tray_app.benchmark.report_fr import describe_change_fr, duration_fr, seconds_fr
+from tray_app.benchmark.report_fr import describe_change_fr
 from tray_app.benchmark.result import DEFAULT_WORDS_PER_TOKEN, OptimizationResult, words_per_token
 from tray_app.benchmark.search import Trial
+from tray_app.format_fr import about_duration_fr, seconds_fr, size_fr
 from tray_app.ui.optimize_worker import Detection
-from tray_app.units_fr import size_fr
 
 ERROR_STYLE = "color: #b00020;"
 HINT_STYLE = "color: #555555;"
@@ -88,11 +88,11 @@ class IntroPage(QWizardPage):
     def show_durations(self, quick_s: float | None, precise_s: float | None) -> None:
         pending = self.tr("durée en cours de calcul")
         self.quick.setText(
-            self.tr("Mesure rapide — {0}").replace("{0}", duration_fr(quick_s) if quick_s else pending)
+            self.tr("Mesure rapide — {0}").replace("{0}", about_duration_fr(quick_s) if quick_s else pending)
         )
         self.precise.setText(
             self.tr("Mesure précise — {0}, plus de mesures pour chaque réglage").replace(
-                "{0}", duration_fr(precise_s) if precise_s else pending
+                "{0}", about_duration_fr(precise_s) if precise_s else pending
             )
         )
 
@@ -248,7 +248,7 @@ class ProgressPage(QWizardPage):
         self.detail.setText(f"{event.detail_fr}…" if event.detail_fr else "")
         self.bar.setValue(round(event.fraction * 1000))
         if event.seconds_left is not None and not event.finished:
-            self.time_left.setText(self.tr("Temps restant : {0}").replace("{0}", duration_fr(event.seconds_left)))
+            self.time_left.setText(self.tr("Temps restant : {0}").replace("{0}", about_duration_fr(event.seconds_left)))
         self.chart.show_trials(trials, self._ratio)
         if event.last is not None:
             self.last.setText(self.last_fr(event.last))

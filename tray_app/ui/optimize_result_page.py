@@ -21,9 +21,9 @@ from tray_app.benchmark.report_fr import (
     first_word_fr,
     headline_fr,
     memory_short_fr,
-    seconds_fr,
 )
 from tray_app.benchmark.result import OptimizationResult
+from tray_app.format_fr import seconds_fr
 from tray_app.ui.optimize_pages import HINT_STYLE, bigger, wrapped
 
 

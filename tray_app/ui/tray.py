@@ -15,13 +15,13 @@ from PySide6.QtGui import QCursor, QDesktopServices
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon
 
 from tray_app import APP_DISPLAY_NAME, __version__
+from tray_app.format_fr import no_break_fr
 from tray_app.paths import AppPaths
 from tray_app.settings import Settings
 from tray_app.ui.fallback_window import FallbackWindow
 from tray_app.ui.icons import IconState, app_icon, state_icon
 from tray_app.ui.menu_entries import MenuEntry, fill_menu
 from tray_app.ui.settings_dialog import SettingsDialog
-from tray_app.units_fr import no_break_fr
 
 log = logging.getLogger(__name__)
 
