@@ -3,7 +3,7 @@
     Xvfb :57 -screen 0 1280x800x24 &
     DISPLAY=:57 .venv/bin/python benchmarks/optimize_wizard_screenshots.py [--out /tmp/shots] [--real demo]
 
-Without ``--real`` the wizard runs on the canned RTX 4050 laptop figures of ``tests/bench_fakes.py``
+Without ``--real`` the wizard runs on the canned RTX 4050 laptop figures of ``benchmarks/fake_optimizer.py``
 (pages 1-4 plus the details table and the no-GPU machine page); with ``--real MODEL`` it measures for
 real (quick search) and captures the same pages. Each page is captured with ImageMagick's ``import``
 of the wizard's window: ``wizard-1-intro.png``, ``wizard-2-machine.png``, ``wizard-3-progress.png``,
@@ -49,7 +49,7 @@ def main() -> int:
         factory = lambda: Optimizer(model, settings)  # noqa: E731
         prefix = "wizard-real"
     else:
-        from tests.bench_fakes import FakeEngine
+        from benchmarks.fake_optimizer import FakeEngine
 
         model = Path(app_paths().data_dir) / "Mistral-7B-Instruct-v0.3.Q4_K_M.gguf"
         model.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def main() -> int:
     wizard.button(QWizard.WizardButton.CancelButton).click()
     pump(0.3)
     if not args.real:
-        from tests.bench_fakes import FakeEngine
+        from benchmarks.fake_optimizer import FakeEngine
 
         cpu_only = OptimizeWizard(settings, app_paths(), engine_factory=lambda: FakeEngine(model, gpu=False))
         cpu_only.move(40, 40)
