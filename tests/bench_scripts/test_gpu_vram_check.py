@@ -1,21 +1,31 @@
 """benchmarks/gpu_vram_check.py without a GPU: its arguments, cases, table, fit search and glue.
 
 The measurement itself needs an NVIDIA GPU and runs on a lent machine (README, "GPU measurement"); these
-tests keep the script from rotting meanwhile: the pure parts, the llama.cpp dry run on the CPU build, and
-one case measured end to end on the CPU with a recorded GPU standing in for NVML.
+tests keep the script from rotting meanwhile: the pure parts of its package (``benchmarks/gpu_vram/``),
+the llama.cpp dry run on the CPU build, the script itself run as a file (its helper processes included),
+and one case measured end to end on the CPU with a recorded GPU standing in for NVML.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from types import ModuleType
 
 import psutil
 import pytest
 
+from benchmarks.gpu_vram import (
+    cases,
+    cuda_hold,
+    fit_emulation,
+    measurement,
+    models,
+    prompts,
+    report,
+    results,
+    run,
+)
 from tests.conftest import REPO
 from tray_app.hardware.gpu import GpuProcess, GpuReading
 
@@ -24,58 +34,48 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_vram_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_vram_check"] = module  # dataclasses look their module up while being created
-    spec.loader.exec_module(module)
-    return module
-
-
-g = _load_script()
-
-
 # -- cases and arguments -------------------------------------------------------------------------------
 
 
 def test_default_cases_cover_every_model_and_context_and_laptop_budgets():
-    cases = g.default_cases()
-    assert {c.model for c in cases} == set(g.MODELS)
-    assert {c.ctx for c in cases} == set(g.CONTEXTS)
-    assert {c.budget_gib for c in cases} == set(g.BUDGETS)
-    for shape in g.SHAPES:  # each 7-8B shape is measured on the whole card and on a 6 GiB laptop budget
-        assert any(c.model == shape and c.budget_gib is None for c in cases)
-        assert any(c.model == shape and c.budget_gib == 6.0 for c in cases)
-    assert len({c.id for c in cases}) == len(cases) <= 20
+    chosen = cases.default_cases()
+    assert {c.model for c in chosen} == set(models.MODELS)
+    assert {c.ctx for c in chosen} == set(cases.CONTEXTS)
+    assert {c.budget_gib for c in chosen} == set(cases.BUDGETS)
+    for shape in models.SHAPES:  # each 7-8B shape is measured on the whole card and on a 6 GiB laptop budget
+        assert any(c.model == shape and c.budget_gib is None for c in chosen)
+        assert any(c.model == shape and c.budget_gib == 6.0 for c in chosen)
+    assert len({c.id for c in chosen}) == len(chosen) <= 20
 
 
 def test_case_ids_and_labels_are_readable():
-    case = g.Case("llama3-8b", 4096, 6.0)
+    case = cases.Case("llama3-8b", 4096, 6.0)
     assert case.id == "llama3-8b-ctx4096-6GiB"
     assert case.budget_label == "6 GiB"
     assert case.budget_bytes == 6 * GIB
-    card = g.Case("smollm2", 2048, None)
+    card = cases.Case("smollm2", 2048, None)
     assert (card.id, card.budget_label, card.budget_bytes) == ("smollm2-ctx2048-card", "card", None)
 
 
 def test_quick_is_one_partial_offload_case_and_all_is_the_cross_product():
-    assert g.select_cases(g.parse_args(["--quick"])) == [g.QUICK_CASE]
-    assert len(g.select_cases(g.parse_args(["--all"]))) == len(g.MODELS) * len(g.CONTEXTS) * len(g.BUDGETS)
+    assert cases.select_cases(cases.parse_args(["--quick"])) == [cases.QUICK_CASE]
+    every = len(models.MODELS) * len(cases.CONTEXTS) * len(cases.BUDGETS)
+    assert len(cases.select_cases(cases.parse_args(["--all"]))) == every
 
 
 def test_filters_narrow_the_default_list_or_take_their_own_cross_product():
-    args = g.parse_args(["--models", "mistral-7b", "--budgets", "6"])
-    assert [c.id for c in g.select_cases(args)] == ["mistral-7b-ctx4096-6GiB", "mistral-7b-ctx8192-6GiB"]
+    args = cases.parse_args(["--models", "mistral-7b", "--budgets", "6"])
+    assert [c.id for c in cases.select_cases(args)] == ["mistral-7b-ctx4096-6GiB", "mistral-7b-ctx8192-6GiB"]
     # mistral-7b at 2 048 tokens on 12 GiB is not a default case: the filters then name it themselves
-    args = g.parse_args(["--models", "mistral-7b", "--contexts", "2048", "--budgets", "12,card"])
-    assert [c.id for c in g.select_cases(args)] == ["mistral-7b-ctx2048-12GiB", "mistral-7b-ctx2048-card"]
+    args = cases.parse_args(["--models", "mistral-7b", "--contexts", "2048", "--budgets", "12,card"])
+    assert [c.id for c in cases.select_cases(args)] == ["mistral-7b-ctx2048-12GiB", "mistral-7b-ctx2048-card"]
 
 
 def test_defaults_of_the_measurement():
-    args = g.parse_args([])
+    args = cases.parse_args([])
     assert (args.prompt_tokens, args.max_tokens, args.out, args.dry_run) == (1500, 256, None, False)
-    assert g.parse_budget("card") is None and g.parse_budget("8GiB") == 8.0 and g.parse_budget("12") == 12.0
+    assert cases.parse_budget("card") is None
+    assert cases.parse_budget("8GiB") == 8.0 and cases.parse_budget("12") == 12.0
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_defaults_of_the_measurement():
 )
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit):
-        g.parse_args(argv)
+        cases.parse_args(argv)
     assert "error" in capsys.readouterr().err
 
 
@@ -106,20 +106,20 @@ sched_reserve:      CUDA0 compute buffer size =   731.00 MiB
 
 
 def test_buffer_sizes_are_read_from_llama_cpp_log_and_split_device_from_host():
-    sizes = g.parse_buffer_sizes(RUNNER_LOG)
+    sizes = results.parse_buffer_sizes(RUNNER_LOG)
     # a second reserve replaces the compute buffer: the last size counts, once
     assert sizes["CUDA0"] == {"model": round(3462.31 * MIB), "kv": 896 * MIB, "compute": 731 * MIB}
     assert sizes["CUDA_Host"] == {"output": round(0.49 * MIB), "compute": round(24.01 * MIB)}
-    assert g.device_buffer_total(sizes, "compute") == 731 * MIB
-    assert g.device_buffer_total(sizes) == round(3462.31 * MIB) + 896 * MIB + 731 * MIB
-    assert not g.is_device_buffer("CPU_REPACK") and g.is_device_buffer("Vulkan0")
+    assert results.device_buffer_total(sizes, "compute") == 731 * MIB
+    assert results.device_buffer_total(sizes) == round(3462.31 * MIB) + 896 * MIB + 731 * MIB
+    assert not results.is_device_buffer("CPU_REPACK") and results.is_device_buffer("Vulkan0")
 
 
 def test_tolerance_is_five_percent_or_256_mib_whichever_is_larger():
-    assert g.within_tolerance(1000 * MIB, 1250 * MIB)  # 250 MiB off: under 256 MiB
-    assert not g.within_tolerance(1000 * MIB, 1300 * MIB)
-    assert g.within_tolerance(20_000 * MIB, 19_100 * MIB)  # 900 MiB off, but under 5 % of 19 100
-    assert not g.within_tolerance(20_000 * MIB, 18_000 * MIB)
+    assert results.within_tolerance(1000 * MIB, 1250 * MIB)  # 250 MiB off: under 256 MiB
+    assert not results.within_tolerance(1000 * MIB, 1300 * MIB)
+    assert results.within_tolerance(20_000 * MIB, 19_100 * MIB)  # 900 MiB off, but under 5 % of 19 100
+    assert not results.within_tolerance(20_000 * MIB, 18_000 * MIB)
 
 
 def test_fit_search_keeps_the_most_layers_under_the_target():
@@ -128,23 +128,41 @@ def test_fit_search_keeps_the_most_layers_under_the_target():
 
     for target_mib in (-100, 400, 500, 949, 950, 3000, 10_000):
         expected = max([k for k in range(34) if memory(k) <= target_mib * MIB], default=0)
-        layers, mem, runs = g.most_layers_under(target_mib * MIB, 33, memory)
+        layers, mem, runs = fit_emulation.most_layers_under(target_mib * MIB, 33, memory)
         assert layers == expected and mem == memory(layers)
         assert runs <= 8  # a dry run costs a model load: a handful, not one per layer
 
 
 def test_held_vram_is_cut_in_big_chunks_that_add_up():
-    assert g.hold_chunks(0) == [] and g.hold_chunks(-5) == []
-    sizes = g.hold_chunks(5 * GIB + 300 * MIB + 12345)
+    assert cuda_hold.hold_chunks(0) == [] and cuda_hold.hold_chunks(-5) == []
+    sizes = cuda_hold.hold_chunks(5 * GIB + 300 * MIB + 12345)
     assert sizes == [GIB] * 5 + [300 * MIB]
     assert all(s % (2 * MIB) == 0 for s in sizes)
 
 
-def test_runner_vram_by_pid_else_the_new_process_else_the_card():
-    reading = _reading(used=9 * GIB, processes=((10, 2 * GIB), (20, 3 * GIB)))
-    assert g.runner_vram(reading, [20, 21], known_before={10}) == (3 * GIB, "pid")
-    assert g.runner_vram(reading, [99], known_before={10}) == (3 * GIB, "new-process")
-    assert g.runner_vram(reading, [99], known_before={10, 20}) == (None, "card-delta")
+def _sampler(readings: list[GpuReading], pids: list[int]) -> measurement.PeakSampler:
+    """A sampler over recorded readings (one per sample), its runner's pids ``pids``, 2 GiB used before."""
+    feed = iter(readings)
+    return measurement.PeakSampler(lambda: next(feed), lambda: pids, pids_before={10}, used_before=2 * GIB)
+
+
+def test_the_peak_is_the_runners_own_by_pid_else_the_new_process_else_the_cards_increase():
+    # the runner (pid 20) listed, then one sample where the driver lists none of its pids: that sample's
+    # card-wide estimate (9 - 2 GiB) must not become the per-process peak
+    listed = [_reading(6 * GIB, ((10, 1 * GIB), (20, 3 * GIB))), _reading(7 * GIB, ((10, 1 * GIB), (20, 4 * GIB)))]
+    sampler = _sampler([*listed, _reading(9 * GIB, ((10, 1 * GIB),))], [20])
+    for _ in range(3):
+        sampler.sample()
+    assert (sampler.peak, sampler.method, sampler.peak_card) == (4 * GIB, "pid", 9 * GIB)
+    # in a container the driver's pids are not ours: the process that appeared (30) is the runner
+    sampler = _sampler([_reading(5 * GIB, ((10, GIB), (30, 2 * GIB)))], [99])
+    sampler.sample()
+    assert (sampler.peak, sampler.method) == (2 * GIB, "new-process")
+    # no process memory at all (Windows WDDM): the card's use minus its use before the runner started
+    sampler = _sampler([_reading(5 * GIB), _reading(6 * GIB), _reading(4 * GIB)], [99])
+    for _ in range(3):
+        sampler.sample()
+    assert (sampler.peak, sampler.method) == (4 * GIB, "card-delta")
 
 
 def test_cuda_pads_quantised_rows_to_512_values_and_aligns_to_128_bytes():
@@ -152,33 +170,33 @@ def test_cuda_pads_quantised_rows_to_512_values_and_aligns_to_128_bytes():
 
     q41 = TensorInfo("blk.0.attn_q.weight", "Q4_1", (576, 576), 576 * 576, 576 * 576 // 32 * 20)
     padded = 576 * 576 // 32 * 20 + (1024 - 576) // 32 * 20  # one row's padding: 448 more values
-    assert g.cuda_tensor_bytes(q41) == -(-padded // 128) * 128 == 207744
+    assert fit_emulation.cuda_tensor_bytes(q41) == -(-padded // 128) * 128 == 207744
     norm = TensorInfo("blk.0.attn_norm.weight", "F32", (576,), 576, 2304)
-    assert g.cuda_tensor_bytes(norm) == 2304  # not quantised, already aligned
+    assert fit_emulation.cuda_tensor_bytes(norm) == 2304  # not quantised, already aligned
     odd = TensorInfo("x", "F32", (5,), 5, 20)
-    assert g.cuda_tensor_bytes(odd) == 128
+    assert fit_emulation.cuda_tensor_bytes(odd) == 128
 
 
 def test_fit_bytes_are_the_plans_exact_bytes_plus_padding(tmp_path):
     from tray_app.models.gguf_info import read_model_info
     from tray_app.planning.vram_estimate import kv_cache_bytes, weights_on_gpu
 
-    info = read_model_info(g.model_path("mistral-7b", tmp_path))
+    info = read_model_info(models.model_path("mistral-7b", tmp_path))
     assert (info.n_layers, info.n_head_kv) == (32, 8)
     for offloaded in (0, 12, 32, 33):
-        layers, output = g.offloaded_split(32, offloaded)
+        layers, output = fit_emulation.offloaded_split(32, offloaded)
         exact = weights_on_gpu(info, layers, output)
-        assert exact <= g.fit_model_bytes(info, offloaded) <= exact + MIB
-        assert g.fit_kv_bytes(info, offloaded, 4096) == kv_cache_bytes(info, 4096, layers)
+        assert exact <= fit_emulation.fit_model_bytes(info, offloaded) <= exact + MIB
+        assert fit_emulation.fit_kv_bytes(info, offloaded, 4096) == kv_cache_bytes(info, 4096, layers)
 
 
 def test_the_prompt_reaches_the_target_without_passing_it():
     def count(text: str) -> int:
         return len(text) // 4
 
-    text, n = g.build_prompt(count, 1500)
-    assert n == count(text) and 1500 - count(g.FILLER) < n <= 1500
-    short, n = g.build_prompt(count, 10)
+    text, n = prompts.build_prompt(count, 1500)
+    assert n == count(text) and 1500 - count(prompts.FILLER) < n <= 1500
+    short, n = prompts.build_prompt(count, 10)
     assert n <= 10 and short
 
 
@@ -190,21 +208,21 @@ def test_answers_cannot_end_early_and_favour_one_ordinary_word():
             return [1, vocab[text]]
         return [1] + [300 + b for b in text.encode()]
 
-    bias = g.answer_bias(tokenize, [2, 5])
+    bias = prompts.answer_bias(tokenize, [2, 5])
     assert bias == {"2": -100.0, "5": -100.0, "7": -100.0, "42": 20.0}
 
 
 def test_a_models_header_alone_rebuilds_it_with_zero_weights(tiny_gguf, tmp_path):
     from tray_app.models.gguf_info import read_model_info
 
-    header = g.export_shape_header(tiny_gguf, tmp_path / "bundle")
+    header = models.export_shape_header(tiny_gguf, tmp_path / "bundle")
     assert header.stat().st_size < tiny_gguf.stat().st_size
-    clone = g.restore_shape(header, tmp_path / "m" / "tiny-shape.gguf")
+    clone = models.restore_shape(header, tmp_path / "m" / "tiny-shape.gguf")
     assert clone.stat().st_size == tiny_gguf.stat().st_size
     assert clone.read_bytes()[:1000] == tiny_gguf.read_bytes()[:1000]
     original, rebuilt = read_model_info(tiny_gguf), read_model_info(clone)
     assert rebuilt.layer_bytes == original.layer_bytes and rebuilt.tensors == original.tensors
-    assert g.restore_shape(header, clone) == clone  # already there: kept
+    assert models.restore_shape(header, clone) == clone  # already there: kept
 
 
 # -- rendering -----------------------------------------------------------------------------------------
@@ -215,30 +233,30 @@ def _prediction(offloaded: int = 29, **changes):
                   n_ubatch=512, free_vram=6 * GIB, total_vram=6 * GIB, weights=3462 * MIB, kv_cache=896 * MIB,
                   compute=728 * MIB, overhead=450 * MIB, margin=512 * MIB)
     values.update(changes)
-    return g.Prediction(**values)
+    return results.Prediction(**values)
 
 
 def fake_results():
-    measured = g.CaseResult("llama3-8b-ctx8192-6GiB", "llama3-8b", "Llama 3 8B shape", 8192, "6 GiB", 80 * GIB)
+    measured = results.CaseResult("llama3-8b-ctx8192-6GiB", "llama3-8b", "Llama 3 8B shape", 8192, "6 GiB", 80 * GIB)
     measured.prediction = _prediction()
-    measured.fit = g.FitResult(offloaded=24, method="common_fit_params", emulated=24, free_seen=5600 * MIB,
+    measured.fit = results.FitResult(offloaded=24, method="common_fit_params", emulated=24, free_seen=5600 * MIB,
                                free_source="ggml_backend_dev_memory", target=4576 * MIB, projected=4500 * MIB,
                                dry_runs=6)
-    measured.measured = g.Measurement(method="pid", after_load=5400 * MIB, peak=5700 * MIB,
-                                      buffers=g.parse_buffer_sizes(RUNNER_LOG), tokens_per_s=41.25)
-    oom = g.CaseResult("mistral-7b-ctx8192-6GiB", "mistral-7b", "Mistral 7B shape", 8192, "6 GiB", 80 * GIB)
+    measured.measured = results.Measurement(method="pid", after_load=5400 * MIB, peak=5700 * MIB,
+                                      buffers=results.parse_buffer_sizes(RUNNER_LOG), tokens_per_s=41.25)
+    oom = results.CaseResult("mistral-7b-ctx8192-6GiB", "mistral-7b", "Mistral 7B shape", 8192, "6 GiB", 80 * GIB)
     oom.prediction = _prediction(offloaded=33, mode="gpu")
-    oom.measured = g.Measurement()
+    oom.measured = results.Measurement()
     oom.oom, oom.error = True, "load: out_of_memory: CUDA error: out of memory"
-    planned = g.CaseResult("smollm2-ctx2048-card", "smollm2", "SmolLM2 135M Instruct", 2048, "card", 80 * GIB)
+    planned = results.CaseResult("smollm2-ctx2048-card", "smollm2", "SmolLM2 135M Instruct", 2048, "card", 80 * GIB)
     planned.prediction = _prediction(offloaded=31, n_layers=30, mode="gpu")
-    skipped = g.CaseResult("smollm2-ctx4096-card", "smollm2", "smollm2", 4096, "card", 80 * GIB)
+    skipped = results.CaseResult("smollm2-ctx4096-card", "smollm2", "smollm2", 4096, "card", 80 * GIB)
     skipped.error = "model: the demo model is missing"
     return [measured, oom, planned, skipped]
 
 
 def test_table_shows_prediction_fit_buffers_measurement_error_and_speed():
-    table = g.render_table(fake_results())
+    table = report.render_table(fake_results())
     lines = table.splitlines()
     assert len(lines) == 2 + 4 and all(line.startswith("|") and line.endswith("|") for line in lines)
     assert all(line.count("|") == lines[0].count("|") for line in lines)
@@ -257,7 +275,7 @@ def test_table_shows_prediction_fit_buffers_measurement_error_and_speed():
 
 def test_json_holds_every_figure_and_the_derived_error(tmp_path):
     out = tmp_path / "r" / "gpu.json"
-    g.write_json(out, {"gpu": "test"}, fake_results())
+    report.write_json(out, {"gpu": "test"}, fake_results())
     data = json.loads(out.read_text("utf-8"))
     first = data["cases"][0]
     assert data["meta"] == {"gpu": "test"}
@@ -265,19 +283,19 @@ def test_json_holds_every_figure_and_the_derived_error(tmp_path):
     assert first["error_bytes"] == -164 * MIB and first["within_tolerance"] is True
     assert first["fit"]["offloaded"] == 24 and first["measured"]["buffers"]["CUDA0"]["kv"] == 896 * MIB
     assert data["cases"][1]["oom"] is True and data["cases"][1]["within_tolerance"] is None
-    assert any("within ±5 %" in line for line in g.summary_lines(fake_results()))
+    assert any("within ±5 %" in line for line in report.summary_lines(fake_results()))
 
 
 def test_resume_reads_back_the_cases_already_measured(tmp_path):
     out = tmp_path / "gpu.json"
-    g.write_json(out, {"gpu": "test"}, fake_results())
-    done = g.load_done(out)
+    report.write_json(out, {"gpu": "test"}, fake_results())
+    done = report.load_done(out)
     assert [r.case for r in done] == ["llama3-8b-ctx8192-6GiB", "mistral-7b-ctx8192-6GiB"]  # measured, OOM
     again = done[0]
     assert again.to_dict() == fake_results()[0].to_dict()
     assert again.within_tolerance is True and again.prediction.used == 5536 * MIB
     with pytest.raises(SystemExit):
-        g.parse_args(["--resume"])  # needs --out
+        cases.parse_args(["--resume"])  # needs --out
 
 
 # -- runs without a GPU --------------------------------------------------------------------------------
@@ -287,10 +305,10 @@ def test_dry_run_plans_every_case_and_writes_the_json(tmp_path, capsys):
     out = tmp_path / "dry.json"
     argv = ["--dry-run", "--models", "llama3-8b,mistral-7b", "--models-dir", str(tmp_path / "m"),
             "--card-gib", "80", "--out", str(out)]
-    assert g.main(argv) == 0
+    assert run.main(argv) == 0
     printed = capsys.readouterr().out
-    rows = [line for line in printed.splitlines() if line.startswith("| Llama") or line.startswith("| Mistral")]
-    assert len(rows) == len(g.select_cases(g.parse_args(argv)))
+    rows = [line for line in printed.splitlines() if line.startswith(("| Llama", "| Mistral"))]
+    assert len(rows) == len(cases.select_cases(cases.parse_args(argv)))
     data = json.loads(out.read_text("utf-8"))
     assert data["meta"]["dry_run"] is True
     by_id = {c["case"]: c for c in data["cases"]}
@@ -301,14 +319,27 @@ def test_dry_run_plans_every_case_and_writes_the_json(tmp_path, capsys):
     assert laptop["total_vram"] == 6 * GIB  # the budget is told as the card's size
 
 
+def test_the_script_runs_as_a_file_from_anywhere(tmp_path):
+    """What gpu_vram_check.sh and the README run: the file itself, here from another folder."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--quick", "--card-gib", "80",
+         "--models-dir", str(tmp_path / "m"), "--out", str(tmp_path / "q.json")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| Llama 3 8B shape, 4096 tok, 6 GiB |" in done.stdout
+    data = json.loads((tmp_path / "q.json").read_text("utf-8"))
+    assert [c["case"] for c in data["cases"]] == [cases.QUICK_CASE.id]
+
+
 def test_requirements_are_pinned_from_this_environment():
-    lines = g.print_requirements()
+    lines = run.print_requirements()
     names = {line.split("==")[0] for line in lines}
     assert all("==" in line for line in lines)
     assert {"fastapi", "uvicorn", "pydantic-settings", "sse-starlette", "starlette-context", "gguf",
             "diskcache", "psutil", "nvidia-ml-py"} <= names
     assert "numpy" not in names and "llama-cpp-python" not in names and "pyside6-essentials" not in names
-    assert "numpy" in {line.split("==")[0] for line in g.print_requirements(with_numpy=True)}
+    assert "numpy" in {line.split("==")[0] for line in run.print_requirements(with_numpy=True)}
 
 
 def test_fit_probe_runs_llama_cpp_dry_runs_in_its_own_process(tiny_gguf):
@@ -318,7 +349,7 @@ def test_fit_probe_runs_llama_cpp_dry_runs_in_its_own_process(tiny_gguf):
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    fit = g.FitResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+    fit = results.FitResult(**json.loads(done.stdout.strip().splitlines()[-1]))
     assert fit.dry_runs >= 2 and not fit.error
     assert fit.at_plan["model"] > 0 and fit.at_plan["kv"] == 2 * 1024 * 2 * 32 * 2  # 2 layers, K+V, f16
     # llama.cpp's own fit is called when the wheel ships libllama-common (0.3.36 does); without a GPU it
@@ -334,7 +365,7 @@ def test_the_vram_holder_says_why_it_cannot_hold_anything_without_a_gpu():
     if NvmlReader().available:
         pytest.skip("this machine has an NVIDIA GPU")
     with pytest.raises(RuntimeError, match="VRAM holder failed: NVML"):
-        g.VramHolder(6 * GIB, timeout=60)
+        cuda_hold.VramHolder(6 * GIB, timeout=60)
 
 
 def _reading(used: int, processes: tuple[tuple[int, int], ...] = (), total: int = 80 * GIB) -> GpuReading:
@@ -358,15 +389,15 @@ class RecordedGpu:
 
 
 def test_a_case_is_measured_end_to_end_on_the_cpu_with_a_recorded_gpu(tiny_gguf, tmp_path, monkeypatch):
-    monkeypatch.setattr(g, "model_path", lambda key, models_dir: tiny_gguf)
-    args = g.parse_args(["--no-fit", "--prompt-tokens", "64", "--max-tokens", "8",
-                         "--logs-dir", str(tmp_path / "logs")])
+    monkeypatch.setattr(measurement, "model_path", lambda key, models_dir: tiny_gguf)
+    args = cases.parse_args(["--prompt-tokens", "64", "--max-tokens", "8", "--logs-dir", str(tmp_path / "logs")])
     gpu = RecordedGpu()
-    result = g.measure_case(g.Case("smollm2", 1024, None), args, gpu)
+    result = measurement.measure_case(cases.Case("smollm2", 1024, None), args, gpu)
     assert not result.error and not result.oom
     m = result.measured
     assert m.method == "pid" and m.after_load == m.peak == 700 * MIB  # the runner's pid, found in the list
     assert 16 <= m.prompt_tokens <= 64 and m.tokens == 8 and m.tokens_per_s > 0
     assert m.buffers["CPU"]["kv"] > 0  # read from the runner's own log
     assert result.prediction.offloaded == 3 and result.within_tolerance is not None
+    assert result.fit is not None and not result.fit.error and result.fit.dry_runs >= 2  # the probe, a child
     assert gpu.reads >= 4
