@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Desktop-Mate needs into .venv, then runs it or its tests.
 #   bash scripts/dev.sh run [ARGS]   start the program (the tray; ARGS go to desktop-mate-tray)
-#   bash scripts/dev.sh test [ARGS]  run the test suite (ARGS go to pytest)
+#   bash scripts/dev.sh test [ARGS]  static checks (layers, ruff, mypy), then the test suite (ARGS go to pytest)
+#   bash scripts/dev.sh check        only the static checks
 #   bash scripts/dev.sh install      only install
 # llama-cpp-python compiles llama.cpp (~5 min on 2 cores): the first build is kept as a portable wheel
 # (-DGGML_NATIVE=OFF, runs on any x86-64) in the wheel cache and reused by every later install.
@@ -52,11 +53,20 @@ install() {
   fi
 }
 
+# The layers (import-linter contracts in pyproject.toml), ruff and mypy: each configured in pyproject.toml.
+checks() {
+  say "Vérifications : couches (import-linter), style (ruff), types (mypy)"
+  "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
+  "$VENV/bin/ruff" check --quiet .
+  "$VENV/bin/mypy"
+}
+
 cmd="${1:-run}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
   install) install ;;
   run) install; exec "$VENV/bin/desktop-mate-tray" "$@" ;;
-  test) install; exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) echo "usage: bash scripts/dev.sh run|test|install [ARGS]" >&2; exit 2 ;;
+  check) install; checks ;;
+  test) install; checks; exec "$VENV/bin/python" -m pytest "$@" ;;
+  *) echo "usage: bash scripts/dev.sh run|test|check|install [ARGS]" >&2; exit 2 ;;
 esac
