@@ -7,14 +7,9 @@ comparison reports what the issue asks for.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import optimiser_sim as sim  # noqa: E402  (a script in benchmarks/, not a package)
+from benchmarks import optimiser_sim as sim
 
 
 def test_a_seed_gives_the_same_machine_and_the_same_measurements():

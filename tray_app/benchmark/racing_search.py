@@ -274,8 +274,12 @@ class _Search:
         return status
 
     # -- GPU layers: the most that work -----------------------------------------------------------
-    def edge(self, point: Point, reserve: int) -> Point | None:
-        """``point`` with the most GPU layers that work, its other settings kept (None: none works)."""
+    def edge(self, point: Point, reserve: int, *, down: bool = True) -> Point | None:
+        """``point`` with the most GPU layers that work, its other settings kept (None: none works).
+
+        ``down=False``: only at ``point``'s layer count or above (None if it does not work there) — a
+        setting that needs fewer layers than the incumbent's cannot win on generation speed.
+        """
         dim = self.memory_dim
         if dim is None:
             return point if self.ensure(point, reserve) else None
@@ -294,7 +298,7 @@ class _Search:
             return self.ensure(at(i), reserve)
 
         first = works(index)
-        if first is None:
+        if first is None or (not first and not down):
             return None
         lo: int | None = index if first else None
         hi: int | None = None if first else index
@@ -465,7 +469,10 @@ class _Search:
             if not self.space.valid(c) or c == point:
                 continue
             if dim.changes_memory and self.memory_dim is not None:
-                c = self.edge(c, self.reserve(dim)) or c
+                found = self.edge(c, self.reserve(dim), down=False)
+                if found is None:
+                    continue  # does not fit where today's choice fits: fewer layers, slower
+                c = found
             out.append(c)
         return out
 
@@ -479,7 +486,7 @@ class _Search:
             c = self.space.canonical(point.with_value(dim.name, values[j]))
             if self.space.valid(c) and c != point:
                 if dim.changes_memory and self.memory_dim is not None:
-                    c = self.edge(c, self.reserve(dim)) or c
+                    return self.edge(c, self.reserve(dim), down=False)
                 return c
             j += direction
         return None
