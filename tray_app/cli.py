@@ -23,7 +23,7 @@ from tray_app.paths import app_paths
 log = logging.getLogger(__name__)
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("doctor", "avatar", "plan", "serve", "self_test", "monitor", "bench")
+COMMAND_MODULES = ("doctor", "avatar", "plan", "models", "serve", "self_test", "monitor", "bench")
 
 
 class FrenchArgumentParser(argparse.ArgumentParser):

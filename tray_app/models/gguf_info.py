@@ -214,6 +214,22 @@ def _read(path: Path) -> ModelInfo:
     return _build_info(path, header, headers, tuple(str(p) for p in parts))
 
 
+def model_info_from_header(name: str, header: GgufHeader, file_size: int) -> ModelInfo:
+    """A :class:`ModelInfo` from a header read elsewhere (a few MB fetched from a server) and the size of
+    the whole file: what the memory plan needs, before the file is downloaded.
+
+    ``name`` stands for the file's path (``repository/file.gguf``): its last part names the model.
+    Raises :class:`ModelFileError`; a part of a split model is refused (kind ``missing_part``).
+    """
+    path = Path(name)
+    if _int(header.metadata.get("split.count"), 0) > 1:
+        raise ModelFileError(
+            path, "missing_part", f"« {path.name} » est une partie d'un modèle découpé en plusieurs fichiers : "
+            "ce programme ne sait pas encore l'évaluer avant le téléchargement. Choisissez un autre fichier."
+        )
+    return _build_info(path, header, [(path, header, file_size)], (name,))
+
+
 def _read_one_header(path: Path) -> tuple[GgufHeader, int]:
     """The parsed header and file size, cached on (path, size, modification time, inode)."""
     try:

@@ -31,7 +31,8 @@ class ModelShape:
     n_head_kv: int
     n_vocab: int
     n_ctx_train: int
-    file_type: str = "Q4_K_M"  # Q4_K_M or F16
+    file_type: str = "Q4_K_M"  # Q3_K_M, Q3_K_L, IQ4_XS, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0 or F16
+    n_merges: int = 0  # BPE merges (GPT-2-style tokenizers: Llama 3, Qwen): most of such a header's bytes
 
 
 # Mistral-7B-Instruct-v0.3's shape: Q4_K_M is 4,1 Go (4.4 GB), 32 layers, 8 KV heads of 128.
@@ -47,6 +48,21 @@ MISTRAL_7B_Q4_K_M = ModelShape(
 )
 
 
+# Qwen2.5-7B-Instruct's sizes in the llama layout (28 layers, 4 KV heads, 152 064 tokens and 151 387
+# merges): a header of several MB, as the big-vocabulary models of the catalogue have.
+QWEN25_7B_Q4_K_M = ModelShape(
+    name="Qwen2.5 7B Instruct (forme seule)",
+    n_layers=28,
+    n_embd=3584,
+    n_ff=18944,
+    n_head=28,
+    n_head_kv=4,
+    n_vocab=152064,
+    n_ctx_train=32768,
+    n_merges=151387,
+)
+
+
 def _more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
@@ -56,13 +72,17 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
     import gguf
 
     q = gguf.GGMLQuantizationType
-    if shape.file_type == "Q4_K_M":
-        base, more, out_type, ftype = q.Q4_K, q.Q6_K, q.Q6_K, gguf.LlamaFileType.MOSTLY_Q4_K_M
-    elif shape.file_type == "F16":
-        base = more = out_type = q.F16
-        ftype = gguf.LlamaFileType.MOSTLY_F16
-    else:
+    # (most tensors, attn_v/ffn_down where llama.cpp gives more bits, output): llama.cpp's mixes, simplified
+    mixes = {
+        "Q3_K_M": (q.Q3_K, q.Q5_K, q.Q6_K), "Q3_K_L": (q.Q3_K, q.Q5_K, q.Q6_K), "IQ4_XS": (q.IQ4_XS, q.IQ4_XS, q.Q6_K),
+        "Q4_K_S": (q.Q4_K, q.Q5_K, q.Q6_K), "Q4_K_M": (q.Q4_K, q.Q6_K, q.Q6_K), "Q5_K_S": (q.Q5_K, q.Q5_K, q.Q6_K),
+        "Q5_K_M": (q.Q5_K, q.Q6_K, q.Q6_K), "Q6_K": (q.Q6_K, q.Q6_K, q.Q6_K), "Q8_0": (q.Q8_0, q.Q8_0, q.Q8_0),
+        "F16": (q.F16, q.F16, q.F16),
+    }  # fmt: skip
+    if shape.file_type not in mixes:
         raise ValueError(f"unsupported file type {shape.file_type}")
+    base, more, out_type = mixes[shape.file_type]
+    ftype = gguf.LlamaFileType["MOSTLY_" + shape.file_type]
     head_dim = shape.n_embd // shape.n_head
     n_kv = head_dim * shape.n_head_kv
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +92,14 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
     writer.add_vocab_size(shape.n_vocab)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
     tokens += [f"▁t{i}" for i in range(shape.n_vocab - len(tokens))]
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * len(tokens))
+    if shape.n_merges:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_token_list(tokens)
+        writer.add_token_merges([f"Ġt ok{i}" for i in range(shape.n_merges)])
+    else:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores([0.0] * len(tokens))
     writer.add_token_types([2, 3, 3] + [6] * 256 + [1] * (len(tokens) - 259))
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
