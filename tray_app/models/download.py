@@ -116,6 +116,18 @@ def pending_downloads(staging_dir: Path) -> list[PendingDownload]:
     return found
 
 
+def delete_pending(staging_dir: Path, repo: str, file: str) -> None:
+    """Forget a paused download of ``repo``/``file``: its part and its note."""
+    for note in staging_dir.glob("*.json"):
+        try:
+            meta = json.loads(note.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("repo") == repo and meta.get("file") == file:
+            _remove(note.with_suffix(".part"))
+            _remove(note)
+
+
 class _Meter:
     """Speed and time left over a sliding window."""
 

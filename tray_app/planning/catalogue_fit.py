@@ -75,9 +75,10 @@ def recommended_key(fits: Iterable[EntryFit]) -> str | None:
 def current_machine(nvml: NvmlReader | None = None, runner_pids: Iterable[int] = ()) -> Machine:
     """This computer now; graphics memory used by our own runner counts as free (a new model replaces
     it). Reads NVML: off the UI thread."""
+    from tray_app.hardware.gpu import default_nvml_reader
     from tray_app.hardware.llama_backend import detect_llama_backend
 
-    reader = nvml or NvmlReader()
+    reader = nvml or default_nvml_reader()
     try:
         gpus = reader.read()
     except Exception:  # a broken driver: plan for the processor, the log says why

@@ -30,8 +30,10 @@ from tray_app.settings import Settings
 from tray_app.ui.icons import IconState
 from tray_app.ui.menu_entries import MenuEntry
 
-if TYPE_CHECKING:  # discovery is imported by the scan, in its thread
+if TYPE_CHECKING:  # discovery is imported by the scan, in its thread; the dialog when first opened
     from tray_app.models.discovery import DiscoveredModel
+    from tray_app.planning.fit import Machine
+    from tray_app.ui.download_dialog import DownloadDialog
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,14 @@ class HostController(QObject):
     changed(): the state, the model or the address changed; the menu and icon should be refreshed.
     monitor_event(object): a :class:`~tray_app.monitoring.host_metrics.HostNotice` for the monitor.
     models_found(list): the discovered models (list of ``DiscoveredModel``), after a scan.
+    optimize_requested(): a model was just downloaded and chosen; « Optimiser » should open for it.
     """
 
     changed = Signal()
     monitor_event = Signal(object)
     models_found = Signal(list)
+    optimize_requested = Signal()
+    _then_elsewhere = Signal(object)
     _changed_elsewhere = Signal()
     _notice_elsewhere = Signal(object)
     _notify_elsewhere = Signal(str, bool)
@@ -70,6 +75,9 @@ class HostController(QObject):
         self._changed_elsewhere.connect(self._emit_changed, queued)
         self._notice_elsewhere.connect(self._emit_notice, queued)
         self._notify_elsewhere.connect(self._show, queued)
+        self._then_elsewhere.connect(lambda then: then(), queued)
+        self.paths = paths
+        self.download_dialog: DownloadDialog | None = None
         self.control = HostControl(
             settings, paths, notify=self._notify_elsewhere.emit, on_change=self._changed_elsewhere.emit,
             on_notice=self._notice_elsewhere.emit, nvml=nvml,
@@ -206,14 +214,17 @@ class HostController(QObject):
         QGuiApplication.clipboard().setText(self.api_base)
         self.notify(self.tr("Adresse copiée : {0}").replace("{0}", self.api_base), False)
 
-    def use_model(self, path: Path) -> None:
-        """Switch to another model file (planned in the background): saved, loaded at the next request."""
+    def use_model(self, path: Path, then: Callable[[], object] | None = None) -> None:
+        """Switch to another model file (planned in the background): saved, loaded at the next request.
+        ``then`` runs on the UI thread once it is chosen."""
 
         def work() -> None:
             plan = self.control.use_model(path)
             if plan is not None:
                 text = self.tr("Modèle choisi : {0}. {1}").replace("{0}", self.model_name)
                 self._notify_elsewhere.emit(text.replace("{1}", plan.explanation_fr), False)
+                if then is not None:
+                    self._then_elsewhere.emit(then)
 
         self._in_background("use-model", work)
 
@@ -223,6 +234,40 @@ class HostController(QObject):
         )
         if path:
             self.use_model(Path(path))
+
+    def open_download_dialog(self) -> None:
+        """« Télécharger un modèle… » (one window at a time)."""
+        dialog = self.download_dialog
+        if dialog is None:
+            from tray_app.ui.download_dialog import DownloadDialog
+            from tray_app.ui.icons import app_icon
+
+            dialog = self.download_dialog = DownloadDialog(self.settings, self.paths, self._machine_for_badges)
+            dialog.setWindowIcon(app_icon())
+            dialog.use_model_requested.connect(self._use_downloaded)
+            dialog.optimize_requested.connect(
+                lambda path: self._use_downloaded(path, then=self.optimize_requested.emit)
+            )
+            dialog.finished.connect(self._forget_download_dialog)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def _machine_for_badges(self) -> Machine:
+        """This computer for the badges (in the dialog's worker thread): our runner's memory counts as free."""
+        from tray_app.planning.catalogue_fit import current_machine
+
+        metrics = self.control.host_metrics()
+        return current_machine(self.control.nvml, metrics.runner_pids if metrics is not None else ())
+
+    def _use_downloaded(self, path: Path, then: Callable[[], object] | None = None) -> None:
+        self.use_model(path, then=then)
+        self.scan_models_in_background()
+
+    def _forget_download_dialog(self) -> None:
+        if self.download_dialog is not None:
+            self.download_dialog.deleteLater()
+            self.download_dialog = None
 
     # -- discovery -------------------------------------------------------------------------------
     def scan_models_in_background(self) -> None:
@@ -259,6 +304,7 @@ class HostController(QObject):
             for m in self.models
         ]
         choices.append(MenuEntry(self.tr("Autre fichier…"), self.choose_model_file, separator_before=bool(choices)))
+        choices.append(MenuEntry(self.tr("Télécharger un modèle…"), self.open_download_dialog))
         entries.append(MenuEntry(self.tr("Choisir un modèle"), children=tuple(choices)))
         if self.state is HostState.IDLE and self.host is not None:
             entries.append(MenuEntry(self.tr("Charger le modèle maintenant"), self.load_now))

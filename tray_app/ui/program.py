@@ -63,6 +63,7 @@ class TrayProgram(QObject):
         self.tray.settings_changed.connect(self._on_settings_changed)
         self.host.changed.connect(self._on_host_changed)
         self.host.models_found.connect(self.host.set_models)
+        self.host.optimize_requested.connect(self.optimize.open)
         self.host.monitor_event.connect(self.monitor.push_host_event)
         self.avatar.state_changed.connect(lambda _state: self.tray.rebuild_menu())
         self.optimize.advice_changed.connect(self.tray.rebuild_menu)
