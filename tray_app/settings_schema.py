@@ -210,6 +210,51 @@ class SettingValues:
             "suivante, en quelques secondes).",
         ),
     )
+    # -- another computer's model, and sharing this one's (tray_app.host.remote, tray_app.host.sharing) --
+    model_location: str = _declared(
+        "local",
+        ChoiceSetting(
+            section="Modèle",
+            choices=(("local", "Sur cet ordinateur"), ("remote", "Sur un autre ordinateur")),
+            label="Où tourne le modèle",
+            help="« Sur un autre ordinateur » : le modèle d'un ordinateur de la maison (Ollama, LM Studio, "
+            "llama-server ou un autre Desktop-Mate) répond à la place de celui-ci ; l'avatar et vos programmes "
+            "gardent la même adresse.",
+        ),
+    )
+    remote_address: str = _declared(
+        "",
+        TextSetting(
+            section="Modèle",
+            label="Adresse de l'autre ordinateur",
+            help="Par exemple http://192.168.1.20:11434 (Ollama), :1234 (LM Studio), :8080 (llama-server), "
+            "ou l'adresse qu'affiche l'autre Desktop-Mate.",
+            max_length=300,
+        ),
+    )
+    remote_key: str = _declared(
+        "",
+        TextSetting(
+            section="Modèle",
+            label="Clé de l'autre ordinateur",
+            help="Seulement si l'autre ordinateur en demande une (un autre Desktop-Mate l'affiche).",
+            max_length=300,
+        ),
+    )
+    remote_model: str = _declared("", TextSetting(max_length=300))  # its model to use; empty: the first listed
+    share_model: bool = _declared(
+        False,
+        BoolSetting(
+            section="Modèle",
+            label="Partager le modèle avec les autres ordinateurs de la maison",
+            help="Les autres ordinateurs s'en servent avec l'adresse et la clé que donne le menu de l'icône "
+            "(« Copier l'adresse et la clé du partage »). Sans la clé, tout est refusé. Windows demandera "
+            "peut-être si « Python » peut communiquer sur les réseaux : cochez « Réseaux privés », laissez "
+            "« Réseaux publics » décoché, puis cliquez sur « Autoriser l'accès ».",
+        ),
+    )
+    share_key: str = _declared("", TextSetting(max_length=100))  # made when sharing is first turned on
+    share_port: int = _declared(11436, IntSetting(minimum=1024, maximum=65535))
     context_size: int = _declared(
         4096,
         IntSetting(

@@ -35,6 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ctx", type=int, metavar="JETONS", help="mémoire de conversation, en jetons")
     p.add_argument("--load-now", action="store_true", help="charger le modèle tout de suite, sans attendre "
                    "la première demande")
+    p.add_argument("--remote", metavar="ADRESSE", help="utiliser le modèle d'un autre ordinateur (serveur compatible "
+                   "OpenAI : Ollama, LM Studio, llama-server, un autre Desktop-Mate), par exemple http://192.168.1.20:11434")
+    p.add_argument("--remote-key", metavar="CLE", help="la clé que demande l'autre ordinateur")
+    p.add_argument("--remote-model", metavar="NOM", help="le modèle de l'autre ordinateur à utiliser (par défaut : le "
+                   "premier qu'il annonce)")
+    p.add_argument("--share", action="store_true", help="partager ce modèle avec les autres ordinateurs de la "
+                   "maison (clé obligatoire, affichée au démarrage)")
+    p.add_argument("--share-port", type=int, metavar="N", help="port du partage (par défaut : celui des paramètres, "
+                   "11436 ; 0 = un port libre au hasard)")
     p.add_argument("--json", action="store_true", help="sortie JSON (une ligne par événement) pour les programmes")
     p.set_defaults(func=run)
 
@@ -92,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if settings.notice and not args.json:
         print(settings.notice)
     keep_alive = float(args.keep_alive) if args.keep_alive is not None else None
-    options = HostOptions(model=args.model, ctx=args.ctx, port=args.port, keep_alive_s=keep_alive)
+    options = HostOptions(model=args.model, ctx=args.ctx, port=args.port, keep_alive_s=keep_alive,
+                          remote_address=args.remote, remote_key=args.remote_key, remote_model=args.remote_model,
+                          share=True if args.share else None, share_port=args.share_port)
     # Everything the host says is printed by the event listener below: no separate notices here.
     control = HostControl(settings, paths, notify=lambda text, warning: None, options=options)
     control.start()
@@ -111,6 +122,17 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_sigterm(stop)
     _announce(out, host, keep_alive)
+    if control.remote is not None:
+        remote = control.remote
+        remote.check()
+        answers = bool(remote.reachable)
+        text = (f"Les demandes sont relayées au modèle « {remote.model_id} » de l'autre ordinateur "
+                f"({remote.address.base_url})." if answers else remote.problem_fr)
+        out.say(text, event="remote", remote=remote.address.base_url, reachable=answers, model=remote.model_id,
+                models=list(remote.models))
+    if host.gateway.share_port:
+        out.say(f"Modèle partagé avec les ordinateurs de la maison. {control.share_note}", event="sharing",
+                share_port=host.gateway.share_port, key=host.gateway.sharing_key)
     if args.load_now:
         host.supervisor.load()
     try:

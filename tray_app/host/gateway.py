@@ -21,6 +21,14 @@ Behaviour:
 * **Errors** are OpenAI-shaped JSON (``{"error": {"message", "type", "param", "code"}}``), in French.
 * **Security**: loopback clients, loopback ``Host`` and ``Origin`` only (see :mod:`gateway_http`).
   It listens on 127.0.0.1 and, when possible, on [::1] with the same port (« localhost » on Windows).
+  **Sharing** (:meth:`Gateway.start_sharing`, off unless the user turns it on) adds a listener on every
+  network interface, on its own port, where every request must carry the key
+  (``Authorization: Bearer KEY``) and browsers (an ``Origin``) are refused; the loopback port keeps its
+  rules and never answers the network.
+* **Another computer's model** (:attr:`Gateway.remote`, a :class:`~tray_app.host.remote.RemoteServer`):
+  requests are relayed there as they came (its own server checks them; ``model`` is set to one of its
+  models), ``/v1/models`` lists its models, ``/health`` says whether it answers; the local runner is
+  not used.
 * **Figures**: every relayed request adds a :class:`RequestMetrics` to :attr:`Gateway.metrics` (bounded).
 * **Hooks**: ``reply_hooks`` get each finished assistant reply text (the avatar's emotion relay);
   ``request_hooks`` get each :class:`RequestMetrics`. Both are called on the request's thread once the
@@ -57,7 +65,9 @@ from tray_app.host.gateway_metrics import MetricsHistory, RequestMetrics, Stream
 from tray_app.host.gateway_stream import EventSplitter, StreamRewriter
 from tray_app.host.host_state import HostState, HostUnavailable
 from tray_app.host.openai_request import Refusal, RunnerRequest, translate
+from tray_app.host.remote import RemoteServer
 from tray_app.host.runner import RunnerEndpoint, model_id_for
+from tray_app.host.sharing import key_matches
 from tray_app.host.supervisor import Supervisor
 from tray_app.settings_schema import SettingValues
 
@@ -101,8 +111,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64
     allow_reuse_address = os.name != "nt"
 
-    def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
+    def __init__(self, address: tuple[str, int], gateway: Gateway, share_key: str = "") -> None:
         self.gateway = gateway
+        self.share_key = share_key  # not empty: the network listener, where the key is required
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -142,6 +153,9 @@ class Gateway:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._vocab: tuple[str, int] | None = None  # (model file, its vocabulary size)
+        self.remote: RemoteServer | None = None  # another computer's model, when the user chose one
+        self._share_server: _Server | None = None
+        self._share_thread: threading.Thread | None = None
 
     # -- life -------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -183,8 +197,48 @@ class Gateway:
         log.info("gateway listening on %s", self.url)
         return self.url
 
+    def start_sharing(self, port: int, key: str) -> int:
+        """Also listen on the local network (every interface) on ``port`` (or the next free one, up to +10;
+        0: any), answering only requests with ``key``. Returns the port. Raises :class:`PortUnavailable`."""
+        self.stop_sharing()
+        candidates = [port] + ([p for p in range(port + 1, port + 1 + PORT_SEARCH_SPAN) if p <= 65535] if port else [])
+        for candidate in candidates:
+            try:
+                self._share_server = _Server(("0.0.0.0", candidate), self, share_key=key)
+                break
+            except OSError as exc:
+                log.info("gateway: sharing port %s unavailable (%s)", candidate, exc)
+        if self._share_server is None:
+            raise PortUnavailable(port, f"Le port {port} du partage est déjà utilisé par un autre programme : le "
+                                        "modèle n'est pas partagé. Fermez ce programme, puis réactivez le partage.")
+        self._share_thread = threading.Thread(target=self._share_server.serve_forever, kwargs={"poll_interval": 0.2},
+                                              name="gateway-share", daemon=True)
+        self._share_thread.start()
+        log.warning("gateway: sharing the model on the local network, port %s", self.share_port)
+        return self.share_port
+
+    def stop_sharing(self) -> None:
+        server, self._share_server = self._share_server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            log.info("gateway: sharing stopped")
+        if self._share_thread is not None:
+            self._share_thread.join(5.0)
+            self._share_thread = None
+
+    @property
+    def sharing_key(self) -> str:
+        return self._share_server.share_key if self._share_server is not None else ""
+
+    @property
+    def share_port(self) -> int:
+        """The network listener's port; 0 when the model is not shared."""
+        return int(self._share_server.server_address[1]) if self._share_server is not None else 0
+
     def close(self) -> None:
         """Stop accepting requests (the supervisor is closed by its owner)."""
+        self.stop_sharing()
         for server in (self._server, self._server6):
             if server is not None:
                 server.shutdown()
@@ -221,16 +275,29 @@ class Gateway:
     # -- requests (called on the handler's thread) ------------------------------------------------
     def handle(self, h: _Handler, method: str) -> None:
         origin = h.headers.get("Origin")
-        if not client_is_loopback(h.client_address[0]) or not host_is_loopback(h.headers.get("Host")):
-            self._refuse(h, "Cette adresse n'accepte que les programmes de cet ordinateur.")
-            return
-        if origin is not None and not origin_is_loopback(origin):
-            self._refuse(h, "Les pages web ne peuvent pas utiliser le modèle local de Desktop-Mate.")
-            return
+        if h.server.share_key:  # the network listener: the key, and no browser
+            if not key_matches(h.headers.get("Authorization"), h.server.share_key):
+                self._refuse(h, "Clé manquante ou incorrecte : recopiez la clé affichée par Desktop-Mate sur "
+                                "l'ordinateur qui partage son modèle.")
+                return
+            if origin is not None:
+                self._refuse(h, "Les pages web ne peuvent pas utiliser le modèle partagé de Desktop-Mate.")
+                return
+        else:
+            if not client_is_loopback(h.client_address[0]) or not host_is_loopback(h.headers.get("Host")):
+                self._refuse(h, "Cette adresse n'accepte que les programmes de cet ordinateur.")
+                return
+            if origin is not None and not origin_is_loopback(origin):
+                self._refuse(h, "Les pages web ne peuvent pas utiliser le modèle local de Desktop-Mate.")
+                return
         path = h.path.split("?", 1)[0].rstrip("/") or "/"
         if not (method == "POST" and path in POST_ROUTES) and self._read_body(h) is None:
             # A GET or OPTIONS may carry a body: read past it, or the next request on this keep-alive
             # connection would be read from its middle. Chunked or too big: answered, connection closed.
+            return
+        remote = self.remote
+        if remote is not None and method in ("GET", "POST") and (path in GET_ROUTES or path in POST_ROUTES):
+            self._remote_route(h, method, path, remote)
             return
         if method == "OPTIONS":
             self._preflight(h, origin)
@@ -331,9 +398,62 @@ class Gateway:
             with self._pending_lock:
                 self._pending -= 1
 
+    # -- another computer's model ------------------------------------------------------------------
+    def _remote_route(self, h: _Handler, method: str, path: str, remote: RemoteServer) -> None:
+        if method == "GET" and path == "/health":
+            if remote.reachable is None:
+                remote.check()
+            answers = bool(remote.reachable)
+            self._send_json(h, 200, {
+                "status": "ok", "service": SERVICE_NAME, "model": remote.model_id, "remote": remote.address.base_url,
+                "state": "ready" if answers else "error", "state_label": "Prêt" if answers else "Erreur",
+                "message": "" if answers else remote.problem_fr,
+            })
+        elif method == "GET" and path == "/v1/models":
+            remote.check()
+            models = remote.models
+            self._send_json(h, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": remote.address.label} for m in models]})
+        elif method == "POST" and path in POST_ROUTES:
+            self._relay_remote(h, path, remote)
+        else:
+            self._error(h, 405, f"Méthode {method} non prise en charge pour {path}.", "invalid_request_error",
+                        "method_not_allowed", close=True)
+
+    def _relay_remote(self, h: _Handler, route: str, remote: RemoteServer) -> None:
+        """The request as it came, to the other computer's server (which checks it itself), ``model`` set to
+        one of its models; its answer relayed chunk by chunk and measured."""
+        raw = self._read_body(h)
+        if raw is None:
+            return
+        parsed, problem = parse_json(raw)
+        if problem or not isinstance(parsed, dict):
+            self._error(h, 400, problem or "Le corps de la requête doit être un objet JSON.", "invalid_request_error",
+                        "invalid_json")
+            return
+        if remote.reachable is None:
+            remote.check()
+        if parsed.get("model") not in remote.models:
+            parsed["model"] = remote.model_id
+        body = json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        request = RunnerRequest(parsed, bool(parsed.get("stream")), True, False, None)
+        with self._pending_lock:
+            refused = self._pending >= self.options.max_pending
+            if not refused:
+                self._pending += 1
+        if refused:
+            self._error(h, 503, "Trop de demandes attendent déjà le modèle. Réessayez dans quelques secondes.",
+                        "server_error", "too_many_requests", retry_after=5)
+            return
+        try:
+            self._forward(h, remote.endpoint(), route, body, request, time.perf_counter(), False, remote=remote)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
+
     def _forward(
         self, h: _Handler, endpoint: RunnerEndpoint, route: str, body: bytes, request: RunnerRequest,
-        arrived: float, loaded_for_it: bool, *, last_attempt: bool = True,
+        arrived: float, loaded_for_it: bool, *, last_attempt: bool = True, remote: RemoteServer | None = None,
     ) -> bool:
         """Relay one request; False (nothing sent to the client) when the runner could not be reached."""
         chat, stream = route == CHAT_ROUTE, request.stream
@@ -343,12 +463,18 @@ class Gateway:
         def unreachable() -> bool:
             if not last_attempt:
                 return False
-            self._error(h, 503, RUNNER_UNREACHABLE_FR, "server_error", "runner_unreachable", retry_after=5)
-            self._record(route, stream, 503, arrived, sent_at, None, acc, loaded_for_it, RUNNER_UNREACHABLE_FR)
+            message = RUNNER_UNREACHABLE_FR if remote is None else remote.unreachable_fr
+            if remote is not None:
+                remote.mark(False)
+            self._error(h, 503, message, "server_error", "runner_unreachable", retry_after=5)
+            self._record(route, stream, 503, arrived, sent_at, None, acc, loaded_for_it, message)
             return True
 
         def runner_refused(status: int, data: bytes) -> bool:
-            status, error = runner_error(status, data, request.grammar_param)
+            if remote is not None:
+                status, error = remote_error(status, data, remote.address.label)
+            else:
+                status, error = runner_error(status, data, request.grammar_param)
             self._send_json(h, status, error)
             self._record(route, stream, status, arrived, sent_at, None, acc, loaded_for_it, error["error"]["message"])
             return True
@@ -361,6 +487,8 @@ class Gateway:
                 log.warning("gateway: runner unreachable: %s", exc)
                 return unreachable()
             content_type = response.getheader("Content-Type", "")
+            if remote is not None:
+                remote.mark(True)
             if response.status != 200:
                 return runner_refused(response.status, _read_all(response))
 
@@ -411,7 +539,8 @@ class Gateway:
               ) -> http.client.HTTPResponse:
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.request("POST", route, body=body, headers={"Content-Type": "application/json", **endpoint.headers})
+        conn.request("POST", endpoint.path_prefix + route, body=body,
+                     headers={"Content-Type": "application/json", **endpoint.headers})
         return conn.getresponse()
 
     @staticmethod
@@ -665,6 +794,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- module helpers ---------------------------------------------------------------------------------
+def remote_error(status: int, data: bytes, label: str) -> tuple[int, dict[str, Any]]:
+    """Another computer's refusal, in OpenAI's shape with a French message; its own words in ``detail``."""
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError):
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    detail: Any = error.get("message") if isinstance(error, dict) else data[:500].decode("utf-8", "replace")
+    if status in (401, 403):
+        message = (f"L'autre ordinateur ({label}) refuse la clé. Recopiez la clé qu'il affiche dans "
+                   "Paramètres → Modèle.")
+        status = 502
+    elif 400 <= status < 500:
+        message = f"L'autre ordinateur ({label}) a refusé la demande (voir « detail »)."
+    else:
+        message = f"Le modèle de l'autre ordinateur ({label}) a rencontré une erreur. Réessayez ; voir « detail »."
+    log.warning("gateway: remote %s answered HTTP %s: %s", label, status, str(detail)[:500])
+    body = openai_error(message, kind="invalid_request_error" if status == 400 else "server_error",
+                        code=error.get("code") if isinstance(error, dict) else None)
+    body["error"]["detail"] = detail
+    return status, body
+
 def _read_all(response: http.client.HTTPResponse) -> bytes:
     try:
         return response.read()

@@ -13,6 +13,12 @@ the supervisor's event thread, or the caller's. A UI re-emits them on its own th
 Threads: :meth:`start`, :meth:`use_model`, :meth:`apply_settings` and :meth:`apply_optimization` plan
 (blocking, seconds at most); they run one at a time (a lock). Everything else only posts to the
 supervisor and returns at once.
+
+Where the model runs: here (the runner), or on another computer of the house (``model_location`` =
+``remote``: the gateway relays to :attr:`remote`, whose answers set the state; when it stops answering
+the user is told and offered :meth:`use_local_model`). Sharing this computer's model (``share_model``,
+off by default) opens the gateway's key-protected network listener; never while a remote model is used
+(two computers relaying to each other would loop).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from tray_app.hardware.gpu import NvmlReader
 from tray_app.host.gateway import PortUnavailable
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model, keep_alive_from, plan_host
+from tray_app.host.remote import RemoteAddressError, RemoteServer, parse_remote_address
+from tray_app.host.sharing import new_share_key, share_text_fr
 from tray_app.monitoring.host_metrics import HostMetrics, HostNotice, HostNoticeKind
 from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
 from tray_app.paths import AppPaths
@@ -51,6 +59,11 @@ class HostOptions:
     ctx: int | None = None
     port: int | None = None  # 0: any free port
     keep_alive_s: float | None = None
+    remote_address: str | None = None  # another computer's server instead of the settings' choice
+    remote_key: str | None = None
+    remote_model: str | None = None
+    share: bool | None = None  # share this computer's model (with the settings' key, made when missing)
+    share_port: int | None = None  # 0: any free port
 
 
 def _plan_inputs(settings: Settings) -> tuple[int, int, int]:
@@ -89,6 +102,9 @@ class HostControl:
         self._plan_inputs = _plan_inputs(settings)
         self.reply_hooks: list[Callable[[str], None]] = []  # given to the gateway (see add_reply_hook)
         self.start_error: ModelChoiceError | PortUnavailable | None = None  # why the last start failed
+        self.remote: RemoteServer | None = None  # another computer's model, while it is the one used
+        self.share_note = ""  # French: the address and key to give the other computers, while shared
+        self._remote_was_reachable: bool | None = None
 
     # -- life (planning: off the UI thread) ------------------------------------------------------
     def start(self) -> None:
@@ -129,11 +145,122 @@ class HostControl:
             self.notify(host.gateway.port_notice, True)
         self._set(HostState.IDLE, host.supervisor.status().message)
         log.info("host ready at %s with %s (%s)", host.gateway.api_base, plan.model_path, plan.planner)
+        self._apply_location()
+        self._apply_sharing()
 
     def stop(self) -> None:
+        self._stop_remote()
         if self.host is not None:
             self.host.close()
             self.host = None
+
+    # -- another computer's model, and sharing ------------------------------------------------------
+    @property
+    def remote_active(self) -> bool:
+        return self.remote is not None
+
+    def _wants_remote(self) -> bool:
+        return self.options.remote_address is not None or self.settings.values.model_location == "remote"
+
+    def _apply_location(self) -> None:
+        """Use the other computer's model or this one's, as the settings (or the command line) say."""
+        host = self.host
+        if host is None:
+            return
+        if not self._wants_remote():
+            if self.remote is not None:
+                self._stop_remote()
+                host.gateway.remote = None
+                self._set(host.supervisor.state, host.supervisor.status().message)
+                self.notify("Le modèle de cet ordinateur répond de nouveau aux programmes.", False)
+            return
+        v = self.settings.values
+        text = self.options.remote_address if self.options.remote_address is not None else v.remote_address
+        key = self.options.remote_key if self.options.remote_key is not None else v.remote_key
+        wanted = self.options.remote_model if self.options.remote_model is not None else v.remote_model
+        try:
+            address = parse_remote_address(text)
+        except RemoteAddressError as exc:
+            self._stop_remote()
+            host.gateway.remote = None
+            self._set(HostState.ERROR, exc.message_fr)
+            self.notify(exc.message_fr, True)
+            return
+        current = self.remote
+        if current is not None and (current.address, current.key, current.wanted_model) == (address, key, wanted):
+            return
+        self._stop_remote()
+        remote = RemoteServer(address, key, wanted)
+        remote.on_change = self._on_remote_change
+        self.remote = remote
+        self._remote_was_reachable = None
+        host.gateway.stop_sharing()  # never both: two computers could relay to each other for ever
+        self.share_note = ""
+        host.gateway.remote = remote
+        self._set(HostState.LOADING, f"Connexion à l'autre ordinateur ({address.label})…")
+        remote.start_watching()
+        log.info("host: the model of %s is used", address.base_url)
+
+    def _stop_remote(self) -> None:
+        remote, self.remote = self.remote, None
+        if remote is not None:
+            remote.on_change = lambda: None
+            remote.stop_watching()
+
+    def _on_remote_change(self) -> None:
+        remote = self.remote
+        if remote is None:
+            return
+        reachable = bool(remote.reachable)
+        if reachable:
+            self._set(HostState.READY, f"Modèle « {remote.model_id} » de l'autre ordinateur ({remote.address.label}).")
+            if self._remote_was_reachable is False:
+                self.notify(f"L'autre ordinateur ({remote.address.label}) répond de nouveau.", False)
+        else:
+            self._set(HostState.ERROR, remote.problem_fr)
+            if self._remote_was_reachable is not False:
+                self.notify(f"{remote.problem_fr} Pour continuer sans lui : menu de l'icône, « Utiliser le modèle "
+                            "de cet ordinateur ».", True)
+        self._remote_was_reachable = reachable
+
+    def use_local_model(self) -> None:
+        """Back to this computer's model (the other computer does not answer, or the user prefers)."""
+        self.settings.set("model_location", "local")
+        self.settings.save()
+        self.options = HostOptions(self.options.model, self.options.ctx, self.options.port, self.options.keep_alive_s,
+                                   share=self.options.share, share_port=self.options.share_port)
+        self._apply_location()
+        self._apply_sharing()
+
+    def _apply_sharing(self) -> None:
+        host = self.host
+        if host is None:
+            return
+        v = self.settings.values
+        wanted = (self.options.share if self.options.share is not None else v.share_model) and self.remote is None
+        if not wanted:
+            if host.gateway.share_port:
+                host.gateway.stop_sharing()
+                self.share_note = ""
+                self.notify("Le modèle n'est plus partagé avec les autres ordinateurs.", False)
+            return
+        key = v.share_key
+        if not key:
+            key = new_share_key()
+            self.settings.set("share_key", key)
+            self.settings.save()
+        port = self.options.share_port if self.options.share_port is not None else v.share_port
+        gateway = host.gateway
+        if gateway.share_port and gateway.sharing_key == key and port in (0, gateway.share_port):
+            return
+        try:
+            port = host.gateway.start_sharing(port, key)
+        except PortUnavailable as exc:
+            self.share_note = ""
+            self.notify(exc.message_fr, True)
+            return
+        self.share_note = share_text_fr(port, key)
+        self.notify(f"Modèle partagé avec les ordinateurs de la maison. {self.share_note}", False)
 
     def add_reply_hook(self, hook: Callable[[str], None]) -> None:
         """``hook(text)`` is called on the gateway's thread with each complete assistant reply (now, or
@@ -169,6 +296,8 @@ class HostControl:
         if self.host is None:
             return
         self.host.supervisor.set_keep_alive(self.keep_alive_s)
+        self._apply_location()
+        self._apply_sharing()
         if _plan_inputs(self.settings) != self._plan_inputs and self.plan is not None:
             try:
                 self._replan(self.plan.model_path)
@@ -228,6 +357,8 @@ class HostControl:
 
     # -- the supervisor's events (its event thread) ------------------------------------------------
     def _on_host_event(self, event: HostEvent) -> None:
+        if self.remote is not None:  # the other computer's model is the one used: its state is shown
+            return
         previous = self.state
         if event.kind is EventKind.FALLBACK:
             self.on_notice(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))

@@ -76,14 +76,15 @@ class RunnerEndpoint:
     port: int
     api_key: str
     model_id: str
+    path_prefix: str = ""  # another computer's server may answer under a path (``/api`` + ``/v1/…``)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.host}:{self.port}{self.path_prefix}"
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 def model_id_for(model_path: str | os.PathLike[str]) -> str:

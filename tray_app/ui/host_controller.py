@@ -153,6 +153,10 @@ class HostController(QObject):
 
     @property
     def model_name(self) -> str:
+        remote = self.control.remote
+        if remote is not None:
+            text = self.tr("{0} (sur l'autre ordinateur, {1})").replace("{0}", remote.model_id or "?")
+            return text.replace("{1}", remote.address.label)
         plan = self.plan
         if plan is None:
             return self.tr("aucun modèle")
@@ -213,6 +217,13 @@ class HostController(QObject):
     def copy_api_address(self) -> None:
         QGuiApplication.clipboard().setText(self.api_base)
         self.notify(self.tr("Adresse copiée : {0}").replace("{0}", self.api_base), False)
+
+    def use_local_model(self) -> None:
+        self._in_background("use-local", self.control.use_local_model)
+
+    def copy_share_address(self) -> None:
+        QGuiApplication.clipboard().setText(self.control.share_note)
+        self.notify(self.tr("Copié : {0}").replace("{0}", self.control.share_note), False)
 
     def use_model(self, path: Path, then: Callable[[], object] | None = None) -> None:
         """Switch to another model file (planned in the background): saved, loaded at the next request.
@@ -292,7 +303,7 @@ class HostController(QObject):
     # -- menu ------------------------------------------------------------------------------------
     def entries(self) -> list[MenuEntry]:
         entries = [MenuEntry(self.tr("Modèle : {0}").replace("{0}", self.model_name))]
-        if self.state is HostState.ERROR:
+        if self.state is HostState.ERROR and self.control.remote is None:
             entries.append(MenuEntry(self.tr("Réessayer de charger le modèle"), self.retry))
         if self.host is not None:
             entries.append(MenuEntry(self.tr("API : {0}").replace("{0}", self.api_base)))
@@ -306,8 +317,14 @@ class HostController(QObject):
         choices.append(MenuEntry(self.tr("Autre fichier…"), self.choose_model_file, separator_before=bool(choices)))
         choices.append(MenuEntry(self.tr("Télécharger un modèle…"), self.open_download_dialog))
         entries.append(MenuEntry(self.tr("Choisir un modèle"), children=tuple(choices)))
+        if self.control.remote is not None:
+            entries.append(MenuEntry(self.tr("Utiliser le modèle de cet ordinateur"), self.use_local_model))
+            return entries
         if self.state is HostState.IDLE and self.host is not None:
             entries.append(MenuEntry(self.tr("Charger le modèle maintenant"), self.load_now))
         if self.state in (HostState.READY, HostState.BUSY, HostState.LOADING):
             entries.append(MenuEntry(self.tr("Décharger le modèle"), self.unload))
+        if self.control.share_note:
+            entries.append(MenuEntry(self.tr("Partagé avec la maison — {0}").replace("{0}", self.control.share_note)))
+            entries.append(MenuEntry(self.tr("Copier l'adresse et la clé du partage"), self.copy_share_address))
         return entries

@@ -123,6 +123,8 @@ class OptimizeController(QObject):
 
     # -- menu -------------------------------------------------------------------------------------
     def entries(self) -> list[MenuEntry]:
+        if self.host.control.remote_active:  # another computer's model: nothing of this one to measure
+            return []
         text = self.tr("Optimiser… (conseillé)") if self.reason_fr else self.tr("Optimiser…")
         return [MenuEntry(text, self.open)]
 
