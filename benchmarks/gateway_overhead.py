@@ -34,10 +34,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tray_app.host.chat_probe import stream_chat  # noqa: E402
-from tray_app.host.gateway import Gateway, GatewayOptions  # noqa: E402
-from tray_app.host.supervisor import Supervisor  # noqa: E402
-from tray_app.planning.runner_config import RunnerConfig  # noqa: E402
+from tray_app.host.chat_probe import stream_chat
+from tray_app.host.gateway import Gateway, GatewayOptions
+from tray_app.host.supervisor import Supervisor
+from tray_app.planning.runner_config import RunnerConfig
 
 
 def demo_model() -> Path:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.gpu_vram.run import main  # noqa: E402  (needs the repository root on sys.path, set just above)
+from benchmarks.gpu_vram.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

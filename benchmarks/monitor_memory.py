@@ -25,8 +25,8 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tray_app.monitoring import HostMetrics, Monitor, ReplayMachine  # noqa: E402
-from tray_app.monitoring.history import SampleHistory  # noqa: E402
+from tray_app.monitoring import HostMetrics, Monitor, ReplayMachine
+from tray_app.monitoring.history import SampleHistory
 
 RECORDING = REPO / "tests" / "data" / "rtx4050_laptop_avatar.json"
 MB = 1024 * 1024

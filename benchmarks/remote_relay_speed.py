@@ -28,11 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.gateway_overhead import end_tokens, question  # noqa: E402
-from tray_app.host.chat_probe import stream_chat  # noqa: E402
-from tray_app.host.hosting import choose_model  # noqa: E402
-from tray_app.paths import app_paths  # noqa: E402
-from tray_app.settings import Settings  # noqa: E402
+from benchmarks.gateway_overhead import end_tokens, question
+from tray_app.host.chat_probe import stream_chat
+from tray_app.host.hosting import choose_model
+from tray_app.paths import app_paths
+from tray_app.settings import Settings
 
 
 class Serve:

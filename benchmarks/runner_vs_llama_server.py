@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 LOG = Path(tempfile.gettempdir()) / "desktop-mate-llama-server.log"
 sys.path.insert(0, str(REPO))
 
-from tray_app.benchmark.paired import Series, compare, noise_sigma  # noqa: E402
-from tray_app.host.runner import Runner  # noqa: E402
-from tray_app.planning.runner_config import RunnerConfig  # noqa: E402
+from tray_app.benchmark.paired import Series, compare, noise_sigma
+from tray_app.host.runner import Runner
+from tray_app.planning.runner_config import RunnerConfig
 
 
 def conversation(k: int) -> list[dict[str, str]]:

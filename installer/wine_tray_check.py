@@ -43,11 +43,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from xwd_to_png import Image, read_xwd  # noqa: E402
+from xwd_to_png import Image, read_xwd
 
 HERE = Path(__file__).resolve().parent
 EXPECTED_MENU = (  # entries a person must find in the icon's menu, in French
@@ -313,7 +314,8 @@ class Check:
         win = self.on_screen(box)
         self.ok("… fenêtre visible pour Windows", win is not None, win and f"« {win['title']} »" or "")
         later = self.element(box, "Plus tard")
-        self.ok("… boutons « Optimiser… » et « Plus tard »", later is not None and self.element(box, "Optimiser") is not None)
+        optimise = self.element(box, "Optimiser")
+        self.ok("… boutons « Optimiser… » et « Plus tard »", later is not None and optimise is not None)
         if later:
             self.click_rect(later["rect"])
             self.ok("… « Plus tard » la ferme", bool(self.wait(lambda: self.ui_window(kind="QMessageBox") is None, 5)))
@@ -457,7 +459,8 @@ class Check:
         try:
             with urllib.request.urlopen(base + "/models", timeout=30) as r:
                 models = json.load(r)
-            self.ok("GET /v1/models", bool(models.get("data")), models["data"][0].get("id", "") if models.get("data") else "")
+            first = models["data"][0].get("id", "") if models.get("data") else ""
+            self.ok("GET /v1/models", bool(models.get("data")), first)
         except (OSError, ValueError) as exc:
             self.ok("GET /v1/models", False, str(exc))
         answer = self.chat(base, "Dis bonjour.", 16)
@@ -552,7 +555,8 @@ class Check:
             return False
         self.timing("icône affichée (démarrage suivant)", shown)
         self.own_start_time()
-        self.ok(f"icône affichée en {self.args.icon_limit:.0f} s au plus", shown <= self.args.icon_limit, f"{shown:.1f} s")
+        limit = self.args.icon_limit
+        self.ok(f"icône affichée en {limit:.0f} s au plus", shown <= limit, f"{shown:.1f} s")
         report = self.wait(self.ui, 20)
         self.tray_pid = report.get("pid")
         self.ok("pas de nouvelle proposition « Optimiser » (déjà faite)", self.ui_window(kind="QMessageBox") is None)

@@ -28,7 +28,7 @@ class Image:
     def __init__(self, width: int, height: int, rows: list[bytes]) -> None:
         self.width, self.height, self.rows = width, height, rows
 
-    def crop(self, x: int, y: int, w: int, h: int) -> "Image":
+    def crop(self, x: int, y: int, w: int, h: int) -> Image:
         x, y = max(0, x), max(0, y)
         w, h = max(1, min(w, self.width - x)), max(1, min(h, self.height - y))
         return Image(w, h, [row[3 * x:3 * (x + w)] for row in self.rows[y:y + h]])
@@ -74,7 +74,8 @@ def read_xwd(data: bytes) -> Image:
         if bpp == 4:
             values = struct.unpack(f"{order}{width}I", line)
         else:
-            values = [int.from_bytes(line[i:i + 3], "little" if order == "<" else "big") for i in range(0, len(line), 3)]
+            endian = "little" if order == "<" else "big"
+            values = [int.from_bytes(line[i:i + 3], endian) for i in range(0, len(line), 3)]
         for i, v in enumerate(values):
             out[3 * i:3 * i + 3] = bytes(((v & m) >> s) & 0xFF for m, s in masks)
         rows.append(bytes(out))

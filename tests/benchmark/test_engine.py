@@ -13,11 +13,11 @@ import psutil
 import pytest
 
 from tests.conftest import wait_all_gone
-from tray_app.hardware.affinity import affinity_of
 from tray_app.benchmark.engine import BenchmarkError, RunnerMeasurer
 from tray_app.benchmark.search import BenchmarkCancelled, grid_search
 from tray_app.benchmark.space import Dimension, Point, SearchSpace, config_for
 from tray_app.benchmark.workload import Workload, conversation
+from tray_app.hardware.affinity import affinity_of
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.planning.runner_config import RunnerConfig
 
@@ -26,7 +26,8 @@ SMALL = Workload(repetitions=2, max_tokens=16, warmup_tokens=4)
 
 def measurer(model: Path, **kwargs) -> RunnerMeasurer:
     base = RunnerConfig(str(model), n_ctx=2048, n_threads=1, n_threads_batch=1)
-    return RunnerMeasurer(base, kwargs.pop("workload", SMALL), cpu=detect_cpu(), n_layers=2, load_timeout_s=60, **kwargs)
+    workload = kwargs.pop("workload", SMALL)
+    return RunnerMeasurer(base, workload, cpu=detect_cpu(), n_layers=2, load_timeout_s=60, **kwargs)
 
 
 def test_workload_variants_differ_from_their_first_line():

@@ -235,7 +235,10 @@ def test_noise_threshold_follows_the_measured_spread():
 def test_a_prompt_only_move_does_not_reopen_the_generation_dimensions():
     plain = fake_space()
     marked = SearchSpace(
-        tuple(Dimension(d.name, d.values, d.ordered, prompt_only=d.name in ("threads_batch", "batch")) for d in plain.dims),
+        tuple(
+            Dimension(d.name, d.values, d.ordered, prompt_only=d.name in ("threads_batch", "batch"))
+            for d in plain.dims
+        ),
         plain.start,
     )
     a, b = coordinate_search(plain, FakeSurface()), coordinate_search(marked, FakeSurface())

@@ -60,7 +60,8 @@ def test_the_host_gets_the_tuned_configuration_for_that_model_only(model: Path, 
     assert tuned.n_threads == min(6, os.cpu_count() or 1)  # never more than this machine has
     other = tmp_path / "other.gguf"
     other.write_bytes(b"GGUF" + bytes(10))
-    assert tuned_config(plan.with_changes(model_path=str(other)), settings, other) == plan.with_changes(model_path=str(other))
+    other_plan = plan.with_changes(model_path=str(other))
+    assert tuned_config(other_plan, settings, other) == other_plan
     model.write_bytes(b"GGUF" + bytes(2000))  # same name, another file: not the measured one
     assert tuned_config(plan, settings, model) == plan
     settings.set("threads", 4)  # set by hand after the optimisation: the hand wins
@@ -153,7 +154,8 @@ def test_identity_changes_are_told_in_french(model: Path):
     now = identity(model)
     assert changes_fr(now, now) == []
     assert changes_fr(now, identity(model, gpu_driver="566.03")) == ["le pilote de la carte graphique a été mis à jour"]
-    assert changes_fr(now, identity(model, gpu_name="", gpu_driver="")) == ["la carte graphique NVIDIA n'est plus détectée"]
+    no_gpu = identity(model, gpu_name="", gpu_driver="")
+    assert changes_fr(now, no_gpu) == ["la carte graphique NVIDIA n'est plus détectée"]
     assert changes_fr(now, identity(model, model_size=5)) == ["le fichier du modèle a changé"]
     assert changes_fr(now, identity(model, model_path="/autre.gguf")) == ["vous utilisez un autre modèle"]
     assert changes_fr(now, identity(model, llama_cpp_version="0.3.40", cpu_model="AMD Ryzen 7")) == [

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypedDict
 
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.sampler import ResourceSampler
@@ -145,7 +146,8 @@ class RunnerMeasurer:
             runner.close_log()
         measurement = _with_figures(measurement, sampler, wall_s=time.monotonic() - started, load_s=runner.load_seconds)
         if measurement.stable and self._unsafe(sampler):
-            measurement = _with_figures(Measurement.failed("unsafe", UNSAFE_VRAM_FR), sampler, measurement.wall_s, runner.load_seconds)
+            unsafe = Measurement.failed("unsafe", UNSAFE_VRAM_FR)
+            measurement = _with_figures(unsafe, sampler, measurement.wall_s, runner.load_seconds)
         return measurement
 
     def _start(self, runner: Runner, affinity: tuple[int, ...]) -> RunnerEndpoint:
@@ -207,7 +209,8 @@ class RunnerMeasurer:
                 watch.end_request()
                 if watch.too_slow:
                     return Measurement.failed("slow", SLOW_FR)
-                if not result.complete or result.tokens < w.max_tokens * 0.9 or not result.tokens_per_s or result.ttft_s is None:
+                short = result.tokens < w.max_tokens * 0.9
+                if not result.complete or short or not result.tokens_per_s or result.ttft_s is None:
                     if self.cancel.is_set():
                         raise BenchmarkCancelled()
                     if result.tokens == 0 and runner.alive:
@@ -218,7 +221,8 @@ class RunnerMeasurer:
                 ttft.append(result.ttft_s)
                 reading = max(1e-3, result.ttft_s - 1.0 / result.tokens_per_s)
                 if variant not in self.prompt_tokens:  # same prompt again: read from the cache, ~free
-                    self.prompt_tokens[variant] = count_prompt_tokens(endpoint, conversation(variant), w.request_timeout_s)
+                    messages = conversation(variant)
+                    self.prompt_tokens[variant] = count_prompt_tokens(endpoint, messages, w.request_timeout_s)
                 prompt.append(self.prompt_tokens[variant] / reading)
                 text = text or result.text
                 floor = self.hopeless_below() if self.hopeless_below is not None else None
@@ -240,7 +244,8 @@ class RunnerMeasurer:
     def _incomplete(self, runner: Runner, tokens: int, error: str = "") -> Measurement:
         if not runner.alive:
             return self._runner_died(runner, f"runner ended during a request ({tokens} tokens) {error}".strip())
-        log.info("incomplete answer (%d tokens%s) with %s", tokens, f": {error}" if error else "", runner.config.to_dict())
+        why = f": {error}" if error else ""
+        log.info("incomplete answer (%d tokens%s) with %s", tokens, why, runner.config.to_dict())
         return Measurement.failed("request", INCOMPLETE_FR)
 
     def _failed_request(self, runner: Runner, exc: Exception) -> Measurement:
@@ -284,10 +289,16 @@ def count_prompt_tokens(endpoint: RunnerEndpoint, messages: list[dict[str, str]]
         conn.close()
 
 
-def _split(fields: dict[str, object]) -> dict[str, object]:
+class _ChatArguments(TypedDict):
+    max_tokens: int
+    temperature: float
+    extra: dict[str, Any]
+
+
+def _split(fields: dict[str, object]) -> _ChatArguments:
     """``stream_chat`` keyword arguments from the request fields."""
-    rest = dict(fields)
-    return {"max_tokens": rest.pop("max_tokens"), "temperature": rest.pop("temperature"), "extra": rest}
+    rest: dict[str, Any] = dict(fields)
+    return {"max_tokens": int(rest.pop("max_tokens")), "temperature": float(rest.pop("temperature")), "extra": rest}
 
 
 def _with_figures(m: Measurement, sampler: ResourceSampler, wall_s: float, load_s: float | None) -> Measurement:

@@ -110,7 +110,8 @@ class Measurement:
         for key in ("gen_samples", "ttft_samples", "prompt_samples"):
             data[key] = list(data[key])
         data.update(
-            gen_tps=self.gen_tps, ttft_s=self.ttft_s, prompt_tps=self.prompt_tps, gen_spread=self.gen_spread, drift=self.drift
+            gen_tps=self.gen_tps, ttft_s=self.ttft_s, prompt_tps=self.prompt_tps, gen_spread=self.gen_spread,
+            drift=self.drift,
         )
         return data
 

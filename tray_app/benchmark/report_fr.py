@@ -145,7 +145,10 @@ def headline_fr(result: OptimizationResult) -> str:
     kind = headline_kind(result)
     check = result.final_check
     if kind == "start_failed":
-        return f"Vos réglages actuels ne fonctionnaient pas sur cet ordinateur ; les nouveaux donnent {after} mots/seconde."
+        return (
+            "Vos réglages actuels ne fonctionnaient pas sur cet ordinateur ; "
+            f"les nouveaux donnent {after} mots/seconde."
+        )
     if kind == "faster" and check is not None:
         if before == after:  # a gain shown beyond the noise, on small figures: one decimal tells them apart
             before = decimal_fr(result.words_per_second(result.before.gen_tps) or 0, 1)
@@ -161,7 +164,8 @@ def headline_fr(result: OptimizationResult) -> str:
             f"Le gain est trop petit pour être mesuré avec certitude sur cet ordinateur{tail}."
         )
     if kind == "faster":
-        return f"Réponses {round((result.gen_gain or 0) * 100)} % plus rapides : {after} mots/seconde au lieu de {before}."
+        gain = round((result.gen_gain or 0) * 100)
+        return f"Réponses {gain} % plus rapides : {after} mots/seconde au lieu de {before}."
     if kind == "sooner":
         return (
             f"Réponses qui commencent {round((result.ttft_gain or 0) * 100)} % plus tôt : premier mot après "

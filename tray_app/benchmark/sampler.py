@@ -129,7 +129,7 @@ class ResourceSampler:
         ours = sum(_quiet(p.cpu_percent) or 0.0 for p in [*self._processes(), self._me])  # 0-100 per CPU
         self._other_cpu.append(max(0.0, whole - ours / (psutil.cpu_count() or 1)))
         freq = _quiet(psutil.cpu_freq)
-        if freq is not None and getattr(freq, "current", 0):
+        if freq is not None and freq.current:
             self._mhz.append(float(freq.current))
 
     def _read_gpu(self) -> GpuReading | None:

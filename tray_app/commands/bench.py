@@ -33,6 +33,7 @@ from tray_app.benchmark.report_fr import (
 )
 from tray_app.benchmark.result import OptimizationResult
 from tray_app.benchmark.search import BenchmarkCancelled, Trial
+from tray_app.benchmark.space import Point
 from tray_app.format_fr import decimal_fr, seconds_fr
 from tray_app.host.hosting import ModelChoiceError, choose_model
 from tray_app.paths import app_paths
@@ -135,10 +136,14 @@ def compare(search: OptimizationResult, grid: OptimizationResult) -> dict[str, A
     }
 
 
-def fastest_point(grid: OptimizationResult):  # type: ignore[no-untyped-def]
+def fastest_point(grid: OptimizationResult) -> Point | None:
     """The grid's point with the highest generation speed (measured once: flattered by its noise)."""
-    stable = [t for t in grid.trials if not t.control and t.measurement.stable and t.measurement.gen_tps]
-    return max(stable, key=lambda t: t.measurement.gen_tps).point if stable else None  # type: ignore[arg-type,return-value]
+    speeds = [
+        (t.measurement.gen_tps, t.point)
+        for t in grid.trials
+        if not t.control and t.measurement.stable and t.measurement.gen_tps
+    ]
+    return max(speeds, key=lambda pair: pair[0] or 0.0)[1] if speeds else None
 
 
 def side_by_side(ours: Measurement, theirs: Measurement, paired: Comparison | None, rounds: int) -> dict[str, Any]:

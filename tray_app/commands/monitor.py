@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tray_app.monitoring import AlertSettings, LiveMachine, Monitor, MonitorTick, ReplayMachine
 from tray_app.format_fr import decimal_fr, gib_fr, percent_fr, speed_fr
+from tray_app.monitoring import AlertSettings, LiveMachine, Monitor, MonitorTick, ReplayMachine
 from tray_app.monitoring.recording import DEFAULT_RECORD_SECONDS
 from tray_app.paths import app_paths
 from tray_app.settings import Settings

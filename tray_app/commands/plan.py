@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tray_app.format_fr import int_fr, size_fr
 from tray_app.hardware.cpu import detect_cpu
 from tray_app.models.discovery import resolve_model_path
 from tray_app.models.gguf_info import ModelFileError, ModelInfo, read_model_info
@@ -27,7 +28,6 @@ from tray_app.planning.memory_plan import (
 )
 from tray_app.planning.vram_estimate import KV_TYPES, MIB
 from tray_app.settings import Settings
-from tray_app.format_fr import int_fr, size_fr
 
 log = logging.getLogger(__name__)
 

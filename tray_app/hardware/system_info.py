@@ -51,7 +51,7 @@ def wine_version() -> str | None:
         get = ctypes.WinDLL("ntdll").wine_get_version  # AttributeError on a real Windows
         get.restype = ctypes.c_char_p
         return get().decode("ascii", "replace")
-    except Exception:
+    except (AttributeError, OSError):  # no such export (a real Windows), or no ntdll to load
         return None
 
 
@@ -71,7 +71,9 @@ def describe_system() -> str:
 
 
 def _windows_version() -> Any:
+    if sys.platform != "win32":
+        return None
     try:
-        return sys.getwindowsversion()  # type: ignore[attr-defined]
-    except Exception:
+        return sys.getwindowsversion()
+    except OSError:  # wine or a damaged system that cannot say its version: the text says « Windows »
         return None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tray_app.format_fr import size_fr
 from tray_app.models.gguf_header import (
     ArraySummary,
     GgufHeader,
@@ -37,7 +38,6 @@ from tray_app.models.gguf_header import (
     UnsupportedVersion,
     read_header,
 )
-from tray_app.format_fr import size_fr
 
 log = logging.getLogger(__name__)
 

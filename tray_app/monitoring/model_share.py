@@ -7,8 +7,8 @@ around the load:
 
     share = (VRAM used now) − (VRAM used just before the runner started)
 
-For that estimate this keeps the largest value seen from the runner's start until ``settle_s`` seconds after the host says the
-model is loaded (weights, KV cache and compute buffers are all allocated during loading), then kept
+For that estimate this keeps the largest value seen from the runner's start until ``settle_s`` seconds after
+the host says the model is loaded (weights, KV cache and compute buffers are all allocated during loading), then kept
 fixed: VRAM that appears later is most likely another program (a video, a game). Known error: a program
 that starts or stops *during* loading shifts the estimate; it is clamped to [0, VRAM used]. When the
 monitor starts while a model is already loaded it has no "before" figure and gives None until the next

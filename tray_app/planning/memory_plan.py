@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tray_app.format_fr import int_fr, size_fr
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.threads import recommend_threads
 from tray_app.models.gguf_info import ModelInfo
@@ -48,7 +49,6 @@ from tray_app.planning.vram_estimate import (
     predict_vram,
     safety_margin,
 )
-from tray_app.format_fr import int_fr, size_fr
 
 DEFAULT_CONTEXT = 4096
 CONTEXT_STEP = 256  # llama.cpp pads the KV cache to a multiple of 256 cells

@@ -16,7 +16,7 @@ GIB = 1024**3
 
 
 class WideProgressBars(QProxyStyle):
-    def sizeFromContents(self, kind, option, size, widget=None):  # noqa: N802 (Qt's name)
+    def sizeFromContents(self, kind, option, size, widget=None):
         result = super().sizeFromContents(kind, option, size, widget)
         if kind == QStyle.ContentsType.CT_ProgressBar:
             return QSize(max(result.width(), 371), result.height())

@@ -23,7 +23,7 @@ import pytest
 
 from tray_app import APP_AUTHOR, APP_NAME, __version__
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = ROOT / "installer"
 
 
@@ -65,7 +65,8 @@ def test_nsi_is_per_user_french_and_removes_only_its_own_files():
 
 
 def test_nsi_shortcuts_start_the_tray_without_a_console():
-    assert re.search(r'CreateShortcut "\$SMPROGRAMS\\\$\{PRODUCT\}\.lnk" "\$INSTDIR\\python\\pythonw\.exe" "-m tray_app"', NSI)
+    shortcut = r'CreateShortcut "\$SMPROGRAMS\\\$\{PRODUCT\}\.lnk" "\$INSTDIR\\python\\pythonw\.exe" "-m tray_app"'
+    assert re.search(shortcut, NSI)
     assert r'WriteRegStr HKCU "${RUN_KEY}" "${RUN_VALUE}" ' + "'\"$INSTDIR\\python\\pythonw.exe\" -m tray_app'" in NSI
 
 
