@@ -71,16 +71,20 @@ class OptimizeController(QObject):
         self.reason_fr: str | None = None  # why optimising again is advised, when it is
         self.wizard_factory = wizard_factory  # tests give a wizard on a fake engine
         self._reason_found.connect(self._on_reason, Qt.ConnectionType.QueuedConnection)
+        self._offer_timer = QTimer(self)
+        self._offer_timer.setSingleShot(True)
+        self._offer_timer.timeout.connect(self.offer)
 
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
         """First start: propose « Optimiser » once. Later starts: check whether it should run again."""
         if should_offer_optimization(self.settings):
-            QTimer.singleShot(OFFER_DELAY_MS, self.offer)
+            self._offer_timer.start(OFFER_DELAY_MS)
         else:
             threading.Thread(target=self._check_identity, name="optimize-check", daemon=True).start()
 
     def stop(self) -> None:
+        self._offer_timer.stop()  # a program that stops before the question is asked does not ask it
         if self.offer_box is not None:
             self.offer_box.close()
         if self.wizard is not None:

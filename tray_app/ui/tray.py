@@ -194,5 +194,7 @@ class TrayController(QObject):
     def close(self) -> None:
         if self.tray is not None:
             self.tray.hide()
+        if self._notice_box is not None:  # its own window: closing the main window leaves it up
+            self._notice_box.close()
         if self.window is not None:
             self.window.close()
