@@ -70,7 +70,7 @@ def main() -> int:
 
     def shot(widget: object, name: str) -> None:
         pump(0.3)
-        widget.grab().save(str(out / name))  # type: ignore[attr-defined]
+        widget.grab().save(str(out / name))
         print(out / name)
 
     dialog = DownloadDialog(settings, app_paths(), lambda: laptop)

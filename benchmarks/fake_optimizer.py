@@ -36,7 +36,7 @@ def identity(model: Path, **changes: object) -> MachineIdentity:
     values = dict(cpu_model=CPU.model, gpu_name=GPU.name, gpu_driver=GPU.driver_version,
                   model_path=str(model), model_size=model.stat().st_size, llama_cpp_version="0.3.36")
     values.update(changes)
-    return MachineIdentity(**values)  # type: ignore[arg-type]
+    return MachineIdentity(**values)
 
 
 def measurement(gen: float, ttft: float, *, stable: bool = True) -> Measurement:

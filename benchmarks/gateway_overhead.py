@@ -115,7 +115,7 @@ def overhead(config: RunnerConfig, runs: int, max_tokens: int, bias: dict[str, f
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
-        ready = json.loads(host.stdout.readline())  # type: ignore[union-attr]
+        ready = json.loads(host.stdout.readline())
         if ready["state"] != "ready":
             sys.exit(f"Le modèle n'a pas pu être chargé : {ready['message']}")
         runner_url, headers, gateway_url = ready["runner"], ready["headers"], ready["gateway"]
@@ -145,8 +145,8 @@ def overhead(config: RunnerConfig, runs: int, max_tokens: int, bias: dict[str, f
                 if abs(result.tokens - max_tokens) > 1:  # ±1: two bytes of one character in one chunk
                     print(f"  note: {mode} run {i} gave {result.tokens} tokens", file=sys.stderr)
                 (direct if mode == "direct" else via).append(result)
-        host.stdin.close()  # type: ignore[union-attr]
-        seen = json.loads(host.stdout.readline())  # type: ignore[union-attr]
+        host.stdin.close()
+        seen = json.loads(host.stdout.readline())
     finally:
         if host.stdin and not host.stdin.closed:
             host.stdin.close()

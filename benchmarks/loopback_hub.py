@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def hub(self) -> LoopbackHub:
-        return self.server.hub  # type: ignore[no-any-return]
+        return self.server.hub
 
     def do_HEAD(self) -> None:
         self._answer(body=False)

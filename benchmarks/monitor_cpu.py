@@ -61,8 +61,8 @@ def run_mode(mode: str, seconds: float) -> None:
         marks["cpu"], marks["t"], marks["ticks"] = process.cpu_times(), time.monotonic(), ticks[0]
 
     def end() -> None:
-        cpu, elapsed = process.cpu_times(), time.monotonic() - marks["t"]  # type: ignore[operator]
-        used = (cpu.user + cpu.system) - (marks["cpu"].user + marks["cpu"].system)  # type: ignore[union-attr]
+        cpu, elapsed = process.cpu_times(), time.monotonic() - marks["t"]
+        used = (cpu.user + cpu.system) - (marks["cpu"].user + marks["cpu"].system)
         print(f"{100 * used / elapsed:.2f} {process.memory_info().rss / 2**20:.1f} {ticks[0] - marks['ticks']}")
         service.stop()
         app.quit()

@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"méthode inconnue : {m}")
     if "tpe" in methods:
         try:
-            import optuna  # noqa: F401
+            import optuna  # noqa: F401 - only asks whether the [bench] extra is installed
         except ImportError:
             parser.error("TPE needs Optuna: .venv/bin/pip install -e '.[bench]'")
     rows = evaluate(machines, noises, methods, args.seeds,

@@ -45,7 +45,7 @@ class Serve:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
+        for line in self.proc.stdout:
             self.lines.put(line)
 
     def next_json(self, event: str, timeout: float = 60.0, **fields: object) -> dict:

@@ -183,7 +183,7 @@ def in_process_runs(model: Path, args: argparse.Namespace, ks: list[int]) -> lis
         for chunk in llm.create_chat_completion(conversation(k), max_tokens=args.max_tokens, temperature=0.0,
                                                 stream=True, seed=42, repeat_penalty=1.0, top_k=40, top_p=1.0,
                                                 min_p=0.0):
-            piece = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+            piece = chunk["choices"][0]["delta"].get("content")
             if piece:
                 now = time.perf_counter()
                 tokens += 1

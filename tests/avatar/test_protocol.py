@@ -128,7 +128,7 @@ def test_numbers_use_a_point_and_no_exponent() -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "0.5", None])
 def test_values_that_are_not_finite_numbers_are_refused(bad: object) -> None:
     with pytest.raises(ProtocolError):
-        protocol.set_expression_line("joy", bad)  # type: ignore[arg-type]
+        protocol.set_expression_line("joy", bad)
 
 
 def test_unknown_or_neutral_expression() -> None:
@@ -162,7 +162,7 @@ def test_head_movement_defaults_and_checks() -> None:
     with pytest.raises(ProtocolError, match="plus petit"):
         protocol.set_auto_head_movement_line(True, 9, 4)
     with pytest.raises(ProtocolError):
-        protocol.set_auto_blink_line("yes")  # type: ignore[arg-type]
+        protocol.set_auto_blink_line("yes")
 
 
 @pytest.mark.parametrize(

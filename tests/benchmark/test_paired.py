@@ -56,7 +56,7 @@ def test_compare_gives_an_interval_and_a_verdict_only_beyond_the_noise():
     assert quiet.low > 0 and quiet.verdict == "better"
     noisy = compare(a, b, sigma=0.30)  # the same figures on a machine whose measurements wander by 30 %
     assert noisy is not None and noisy.low < 0 < noisy.high and noisy.verdict == "unsure"
-    assert compare(b, a, sigma=0.02).verdict == "worse"  # type: ignore[union-attr]
+    assert compare(b, a, sigma=0.02).verdict == "worse"
     same = compare(a, Series.of((t, math.log(100.5)) for t in (2, 4, 6)), sigma=0.005)
     assert same is not None and same.verdict == "tie"
     assert compare(Series.of([]), b, sigma=0.1) is None

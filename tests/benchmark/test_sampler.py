@@ -33,7 +33,7 @@ def run_sampler(per_process: int | None) -> ResourceSampler:
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(40 << 20); time.sleep(3)"])
     try:
         time.sleep(0.5)
-        sampler = ResourceSampler(lambda: [child.pid], FakeNvml(child.pid, per_process))  # type: ignore[arg-type]
+        sampler = ResourceSampler(lambda: [child.pid], FakeNvml(child.pid, per_process))
         sampler.start()
         with sampler.measuring():
             time.sleep(1.2)

@@ -31,7 +31,7 @@ class Serve:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
+        for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
 
     def next_json(self, event: str, timeout: float = 30.0, **fields) -> dict:
@@ -67,7 +67,7 @@ def test_serve_loads_on_demand_unloads_when_idle_and_stops_on_ctrl_c(tiny_gguf):
         code = serve.stop()
     assert code == 0
     assert serve.next_json("stopped", timeout=5)
-    assert "Traceback" not in serve.proc.stderr.read()  # type: ignore[union-attr]
+    assert "Traceback" not in serve.proc.stderr.read()
 
 
 def test_serve_speaks_french_and_runner_stops_with_it(tiny_gguf):

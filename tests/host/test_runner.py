@@ -119,7 +119,7 @@ def test_only_memory_like_failures_let_a_safer_plan_help():
 
 def test_progress_follows_llama_cpp_markers_and_the_dots():
     seen = []
-    watcher = OutputWatcher(stream=None, sink=None, on_progress=seen.append)  # type: ignore[arg-type]
+    watcher = OutputWatcher(stream=None, sink=None, on_progress=seen.append)
     watcher.feed("llama_model_loader: loaded meta data with 19 key-value pairs\n")
     watcher.feed("load_tensors: loading model tensors, this can take a while...\n")
     watcher.feed("." * 30)

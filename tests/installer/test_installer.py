@@ -29,9 +29,9 @@ INSTALLER = ROOT / "installer"
 
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, INSTALLER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     return module
 
 
@@ -121,7 +121,7 @@ def test_every_dependency_is_pinned_for_windows_within_pyproject_bounds():
 
 def test_build_script_pins_the_same_llama_cpp_python_as_pyproject():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    version = re.search(r'"llama-cpp-python\[server\]==([0-9.]+)"', pyproject).group(1)  # type: ignore[union-attr]
+    version = re.search(r'"llama-cpp-python\[server\]==([0-9.]+)"', pyproject).group(1)
     out = subprocess.run(
         ["bash", "-c", f'source "{INSTALLER}/common.sh"; llama_cpp_python_version "{ROOT}"; app_version "{ROOT}"'],
         capture_output=True, text=True, check=True,

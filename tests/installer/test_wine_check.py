@@ -32,9 +32,9 @@ def _load(name: str):
     sys.path.insert(0, str(INSTALLER))
     try:
         spec = importlib.util.spec_from_file_location(name, INSTALLER / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        spec.loader.exec_module(module)
         return module
     finally:
         sys.path.remove(str(INSTALLER))

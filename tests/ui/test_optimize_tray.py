@@ -71,7 +71,7 @@ class WatchingEngine(FakeEngine):
         self.host_pid = host_pid
         self.host_runner_alive_at_start: bool | None = None
 
-    def run(self, **kwargs):  # type: ignore[no-untyped-def]
+    def run(self, **kwargs):
         pid = self.host_pid
         self.host_runner_alive_at_start = bool(pid) and psutil.pid_exists(pid) and \
             psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -84,8 +84,8 @@ def start_program(qtbot, tiny_gguf: Path, settings: Settings) -> TrayProgram:
     settings.set("avatar_port", free_port())
     program = TrayProgram(settings, app_paths(), use_tray=False)
     qtbot.addWidget(program.tray.window)
-    program.notes = []  # type: ignore[attr-defined]
-    program.tray.notify = lambda text, warning=False: program.notes.append(text)  # type: ignore[method-assign]
+    program.notes = []
+    program.tray.notify = lambda text, warning=False: program.notes.append(text)
     program.start()
     qtbot.waitUntil(program.host.started.is_set, timeout=30_000)  # planned off the UI thread
     return program

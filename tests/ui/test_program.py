@@ -89,7 +89,7 @@ def test_a_missing_model_file_is_told_in_french_and_nothing_crashes(qtbot, tmp_p
     program = TrayProgram(settings, paths, use_tray=False)
     qtbot.addWidget(program.tray.window)
     shown: list[str] = []
-    program.tray.notify = lambda text, warning=False: shown.append(text)  # type: ignore[method-assign]
+    program.tray.notify = lambda text, warning=False: shown.append(text)
     program.start()
     try:
         qtbot.waitUntil(lambda: program.tray.status.icon is IconState.ERROR and bool(shown), timeout=30_000)

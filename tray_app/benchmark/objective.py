@@ -95,8 +95,9 @@ def select_best(measurements: list[Measurement], thresholds: Thresholds) -> int 
     stable = [(i, m) for i, m in enumerate(measurements) if m.stable and m.gen_tps is not None]
     if not stable:
         return None
-    fastest = max(m.gen_tps for _, m in stable)  # type: ignore[type-var]
-    close = [(i, m) for i, m in stable if m.gen_tps >= fastest * (1 - thresholds.gen)]  # type: ignore[operator]
+    speed = {i: m.gen_tps or 0.0 for i, m in stable}  # every one measured (filtered just above)
+    fastest = max(speed.values())
+    close = [(i, m) for i, m in stable if speed[i] >= fastest * (1 - thresholds.gen)]
 
     ttfts = [m.ttft_s for _, m in close if m.ttft_s is not None]
     if ttfts:

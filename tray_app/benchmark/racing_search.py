@@ -681,8 +681,9 @@ def _drift(lab: _Lab, start: Point, best: Point | None) -> float | None:
         if point is None:
             continue
         speeds = [t.measurement.gen_tps for t in lab.history.get(point, ()) if t.measurement.stable]
-        if len(speeds) >= 2 and speeds[0]:
-            return speeds[-1] / speeds[0] - 1  # type: ignore[operator]
+        first, last = (speeds[0], speeds[-1]) if len(speeds) >= 2 else (None, None)
+        if first and last is not None:
+            return last / first - 1
     return None
 
 

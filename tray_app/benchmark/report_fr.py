@@ -44,18 +44,25 @@ def cores_fr(n: int) -> str:
 # -- configurations in words ---------------------------------------------------------------------------
 
 
+def _count(value: object) -> int:
+    """A point's numeric value (layers, threads): the space only holds ints there."""
+    if isinstance(value, (int, float, str)):
+        return int(value)
+    raise TypeError(f"not a count: {value!r}")
+
+
 def part_fr(name: str, value: object, n_layers: int) -> str:
     if name == GPU_LAYERS:
-        layers = int(value)  # type: ignore[call-overload]
+        layers = _count(value)
         if layers > n_layers:
             return "tout le modèle sur la carte graphique"
         if layers == 0:
             return "processeur seul"
         return f"{layers} couches sur {n_layers} sur la carte graphique"
     if name == THREADS:
-        return cores_fr(int(value))  # type: ignore[call-overload]
+        return cores_fr(_count(value))
     if name == THREADS_BATCH:
-        return f"lecture avec {cores_fr(int(value))}" if value else ""  # type: ignore[call-overload]
+        return f"lecture avec {cores_fr(_count(value))}" if value else ""
     if name == AFFINITY:
         return "cœurs rapides seulement" if value == P_CORES else ""
     if name == ATTENTION:
