@@ -24,10 +24,16 @@ def test_bench_quick_json_on_the_tiny_model(tiny_gguf: Path, isolated_home: Path
         assert trials[-1]["control"] and trials[-2]["control"]
         assert {tuple(trials[-1]["point"].items()), tuple(trials[-2]["point"].items())} >= {
             tuple(search["start_point"].items())}
-    # q8_0 is left out for this model (16-wide heads): nothing crashed, every trial was measured
-    assert all(t["measurement"]["stable"] for t in trials)
-    fastest = max(t["measurement"]["gen_tps"] for t in trials)
-    for t in trials:  # --quick: 2 requests each, 1 for a configuration already under half the fastest
+    # q8_0 is left out for this model (16-wide heads): nothing crashed or was refused. The one rejection
+    # allowed is « slow » (a configuration stopped for going over a time limit set from the fastest seen
+    # so far): whether it happens depends on how busy this machine is, not on the program.
+    for t in trials:
+        m = t["measurement"]
+        assert m["stable"] or m["failure_kind"] == "slow", (t["point"], m["failure_kind"], m["failure_fr"])
+    measured = [t for t in trials if t["measurement"]["stable"]]
+    assert trials[0] in measured  # today's settings always give figures
+    fastest = max(t["measurement"]["gen_tps"] for t in measured)
+    for t in measured:  # --quick: 2 requests each, 1 for a configuration already under half the fastest
         samples = t["measurement"]["gen_samples"]
         assert len(samples) == 2 or (len(samples) == 1 and samples[0] < fastest / 2)
     assert search["after"]["gen_tps"] > 0 and search["wall_s"] > 0
