@@ -314,6 +314,10 @@ class SettingValues:
     optimized_config: str = _declared("", TextSetting(max_length=8192))
     # The very first start proposes « Optimiser » once; True once proposed, whatever the answer.
     optimize_offered: bool = _declared(False, BoolSetting())
+    # -- the memory plan (tray_app.hardware.gpu_calibration): no label, learnt after each load --
+    # What the graphics driver takes beyond llama.cpp's buffers, per card + driver + engine backend
+    # (JSON, see CalibrationBook); empty = nothing measured yet.
+    gpu_calibration: str = _declared("", TextSetting(max_length=8192))
 
 
 SETTINGS: tuple[Setting, ...] = tuple(
