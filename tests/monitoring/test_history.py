@@ -77,3 +77,24 @@ def test_no_estimate_without_a_before_figure():
     estimator = ModelShareEstimator()
     assert estimator.update(gpu(0.7), host(), 0.0) == (None, False)  # model already loaded at start
     assert estimator.update(None, host(), 1.0) == (None, False)
+
+
+def test_other_programs_use_over_a_window_is_the_card_minus_the_model():
+    from tray_app.hardware.gpu import GpuReading
+    from tray_app.monitoring.sample import MonitorSample
+
+    def sample(at: float, used_mib: int, model_mib: int | None) -> MonitorSample:
+        gpu = GpuReading(0, "GPU", "", "", 6144 * MIB, used_mib * MIB, (6144 - used_mib) * MIB, 0, 40, 10.0,
+                         80.0, 0, ())
+        return MonitorSample(at, gpu, "", 5.0, 16 << 30, 8 << 30, None,
+                             model_vram=None if model_mib is None else model_mib * MIB)
+
+    history = SampleHistory(capacity=100)
+    assert history.other_vram() is None
+    for at, used, model in ((0, 1300, None), (60, 4300, 3000), (120, 5100, 3000), (180, 4400, 3000)):
+        history.append(sample(at, used, model))
+    others = history.other_vram()
+    assert others is not None
+    assert (others.now, others.peak, others.low) == (1400 * MIB, 2100 * MIB, 1300 * MIB)
+    assert (others.seconds, others.samples) == (180, 4)
+    assert history.other_vram(seconds=70).samples == 2  # the window counts back from the newest sample

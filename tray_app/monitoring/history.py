@@ -12,14 +12,29 @@ Thread-safe: the monitor thread appends while the UI thread reads a window.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from array import array
+from dataclasses import dataclass
 
 from tray_app.format_fr import MIB
 from tray_app.monitoring.sample import MonitorSample
 
 DEFAULT_CAPACITY = 3600  # one hour at 1 Hz
 NAN = float("nan")
+OTHER_VRAM_WINDOW_S = 1800.0  # what the memory plan looks back on
+
+
+@dataclass(frozen=True)
+class OtherVramUse:
+    """What everything but the model (the avatar, the desktop, a browser…) used on the graphics card over
+    a recent window, in bytes: now, at most and at least. The memory plan sizes its margin from it."""
+
+    now: int
+    peak: int
+    low: int
+    seconds: float  # the time the samples cover
+    samples: int
 
 # name → array typecode
 COLUMNS: dict[str, str] = {
@@ -95,6 +110,26 @@ class SampleHistory:
         if self._count < self.capacity:
             return column[: self._count]
         return column[self._head :] + column[: self._head]
+
+    def other_vram(self, seconds: float = OTHER_VRAM_WINDOW_S) -> OtherVramUse | None:
+        """The other programs' graphics memory over the last ``seconds`` (the card's use minus the model's),
+        or None with fewer than two GPU samples."""
+        cols = self.window(seconds)
+        others = [
+            (at, used - (0.0 if math.isnan(model) else model))
+            for at, used, model in zip(cols["at"], cols["vram_used_mib"], cols["model_vram_mib"])
+            if not math.isnan(used)
+        ]
+        if len(others) < 2:
+            return None
+        values = [max(0.0, v) for _, v in others]
+        return OtherVramUse(
+            now=round(values[-1] * MIB),
+            peak=round(max(values) * MIB),
+            low=round(min(values) * MIB),
+            seconds=others[-1][0] - others[0][0],
+            samples=len(others),
+        )
 
     def nbytes(self) -> int:
         """Memory held by the columns (not counting the few small Python objects around them)."""
