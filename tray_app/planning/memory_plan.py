@@ -3,8 +3,12 @@
 Pure and deterministic: the same model, free VRAM and wishes always give the same plan. No NVML, no
 llama.cpp here; the caller measures and passes numbers.
 
-What a plan costs (weights, KV cache, compute buffers, overhead, margin) is modelled in
-:mod:`tray_app.planning.vram_estimate`.
+What a plan costs on the graphics card comes, best first, from **llama.cpp itself**: a dry run of the
+engine that will run it (:mod:`tray_app.planning.dry_run`, passed in as ``buffers``: the exact model, KV
+cache and compute buffers of a layer count, nothing allocated), else from **our formula**
+(:mod:`tray_app.planning.vram_estimate`: the instant estimate, also shown beside the dry run). On top of
+llama.cpp's buffers the plan reserves the **budget** (:mod:`tray_app.planning.vram_budget`): the driver's
+overhead measured on this card, and a margin sized from what the avatar and the other programs used.
 
 The policy
 ----------
@@ -12,9 +16,10 @@ The policy
    It is what the avatar remembers of the conversation: a user's choice, never traded for speed here.
 2. **CPU only** when there is no usable GPU (``free_vram is None``) or the installed llama.cpp cannot
    offload.
-3. Otherwise the **most layers that fit** in ``free VRAM − margin`` at that context: the whole model
-   (output layer included) when possible, else the last ``k`` layers. More free VRAM never gives fewer
-   layers.
+3. Otherwise the **most layers that fit** in ``free VRAM − margin − driver overhead`` at that context:
+   the whole model (output layer included) when possible, else the last ``k`` layers. More free VRAM
+   never gives fewer layers. With llama.cpp's dry run the search starts where the formula says and
+   asks the dry run as few times as it can (:mod:`tray_app.planning.layer_search`).
 4. When not even one layer fits at that context, **CPU only**; ``explain_fr`` tells the user to close
    programs or shorten the conversation memory. Shrinking the context to host one or two layers would
    trade a lot of memory for almost no speed.
@@ -31,6 +36,7 @@ prompts on the GPU and allocate its context there); the predicted VRAM of a CPU 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +45,24 @@ from tray_app.format_fr import int_fr, size_fr
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.hardware.threads import recommend_threads
 from tray_app.models.gguf_info import ModelInfo
+from tray_app.planning.dry_run import EngineBuffers
+from tray_app.planning.layer_search import most_that_fit
 from tray_app.planning.runner_config import RunnerConfig
+from tray_app.planning.vram_budget import MARGIN_DEFAULT, VramBudget, default_margin
 from tray_app.planning.vram_estimate import (
     DEFAULT_UBATCH,
+    GPU_OVERHEAD,
     KV_TYPES,
     MIB,
     VramBreakdown,
     predict_ram,
     predict_vram,
-    safety_margin,
 )
+
+# llama.cpp's device buffers for n_gpu_layers = N (0..n_layers+1), or None when the dry run cannot say.
+BufferSource = Callable[[int], "EngineBuffers | None"]
+SOURCE_LLAMA = "llama.cpp"  # the plan's figures come from llama.cpp's dry run
+SOURCE_FORMULA = "formule"  # from our formula (no dry run, or it failed)
 
 DEFAULT_CONTEXT = 4096
 CONTEXT_STEP = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
@@ -82,6 +96,7 @@ class PlanInputs:
     cores_left_for_avatar: int
     threads_override: int
     gpu_offload_supported: bool
+    budget: VramBudget | None = None  # None without a usable GPU
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,11 @@ class MemoryPlan:
     cpu_reason: str = ""  # why no GPU: no_gpu, no_gpu_backend, gpu_full, fallback; "" when on the GPU
     step: str = ""  # for ladder plans: fewer_layers, smaller_context, cpu_only
     step_fr: str = ""  # the French sentence the supervisor shows when it moves to this plan
+    vram_source: str = SOURCE_FORMULA  # SOURCE_LLAMA: ``vram`` is llama.cpp's dry run; else our formula
+    formula_vram: VramBreakdown | None = None  # our formula for the same layers (beside the dry run)
+    formula_layers: tuple[int, bool] | None = None  # (GPU layers, output on GPU) the formula alone chose
+    engine_buffers: EngineBuffers | None = None  # the dry run's figures for this plan, host side included
+    dry_run_error: str = ""  # why the dry run could not be used (English, for the log and --json)
     inputs: PlanInputs | None = field(default=None, repr=False, compare=False)
 
     # -- what kind of plan ----------------------------------------------------------------------
@@ -168,8 +188,37 @@ class MemoryPlan:
             "cpu_reason": self.cpu_reason,
             "step": self.step,
             "step_fr": self.step_fr,
+            "vram_source": self.vram_source,
+            "formula": self.formula_dict(),
+            "engine_buffers": self.engine_buffers.to_dict() if self.engine_buffers is not None else None,
+            "dry_run_error": self.dry_run_error,
+            "budget": self.budget.to_dict() if self.budget is not None else None,
             "explanation": self.explain_fr(),
         }
+
+    @property
+    def budget(self) -> VramBudget | None:
+        return self.inputs.budget if self.inputs is not None else None
+
+    def formula_dict(self) -> dict[str, Any] | None:
+        """Our formula beside llama.cpp's dry run: its figures for the same layers, the difference (dry run
+        − formula, bytes) and the layers it alone would have chosen."""
+        if self.formula_vram is None:
+            return None
+        f = self.formula_vram
+        data: dict[str, Any] = {"vram": f.to_dict()}
+        if self.vram_source == SOURCE_LLAMA:
+            v = self.vram
+            data["difference"] = {
+                "weights": v.weights - f.weights,
+                "kv_cache": v.kv_cache - f.kv_cache,
+                "compute": v.compute - f.compute,
+                "used": v.used - f.used,
+                "used_percent": round(100.0 * (v.used - f.used) / f.used, 2) if f.used else None,
+            }
+        if self.formula_layers is not None:
+            data["gpu_layers"], data["output_on_gpu"] = self.formula_layers
+        return data
 
     def explain_fr(self) -> str:
         """One or two sentences for someone who does not know what a layer or VRAM is."""
@@ -208,15 +257,19 @@ class MemoryPlan:
             return text + ctx_note
         free = self.free_vram or 0
         left = max(0, free - self.vram.used)
+        why = self.budget.margin_why_fr() if self.budget is not None else ""
+        why_note = f" ({why})" if why else ""
         if self.mode == "gpu":
             return (
                 f"Le modèle tient entièrement dans la carte graphique ({size_fr(self.vram.used)} sur "
-                f"{size_fr(free)} libres) : réponses rapides." + ctx_note
+                f"{size_fr(free)} libres) : réponses rapides. Il reste {size_fr(left)} pour l'avatar et vos "
+                f"autres programmes{why_note}." + ctx_note
             )
         speed = "réponses correctes" if self.gpu_fraction >= 0.5 else "réponses un peu lentes"
         return (
-            f"{self.gpu_layers} couches sur {self.n_layers} dans la carte graphique, le reste sur le "
-            f"processeur : {speed}, la carte graphique garde {size_fr(left)} pour l'avatar." + ctx_note
+            f"{self.gpu_layers} couches sur {self.n_layers} dans la carte graphique : il reste {size_fr(left)} "
+            f"pour l'avatar et vos autres programmes{why_note}. Le reste du modèle tourne sur le processeur : "
+            f"{speed}." + ctx_note
         )
 
 
@@ -246,16 +299,23 @@ def make_plan(
     cores_left_for_avatar: int = 1,
     threads_override: int = 0,
     gpu_offload_supported: bool = True,
+    budget: VramBudget | None = None,
+    buffers: BufferSource | None = None,
 ) -> MemoryPlan:
     """The plan for ``model`` given free VRAM in bytes (``None``: no usable GPU). See the module policy.
 
     ``free_vram`` is what is free *without* this model: when replanning while a runner is loaded, add
-    the runner's own use back first.
+    the runner's own use back first. ``budget``: the margin and driver overhead to reserve (default: the
+    cautious margin and the CUDA overhead of :mod:`~tray_app.planning.vram_estimate`). ``buffers``:
+    llama.cpp's dry run for this model and context (:class:`~tray_app.planning.dry_run.DryRuns`); without
+    it, or when it fails, the formula decides.
     """
     if kv_type not in KV_TYPES:
         raise ValueError(f"unknown KV cache type {kv_type!r}; expected one of {sorted(KV_TYPES)}")
     if wanted_ctx <= 0:
         raise ValueError("wanted_ctx must be positive")
+    if budget is None and free_vram is not None:
+        budget = VramBudget(default_margin(free_vram, total_vram), MARGIN_DEFAULT, GPU_OVERHEAD, "default")
     inputs = PlanInputs(
         model=model,
         free_vram=free_vram,
@@ -267,38 +327,87 @@ def make_plan(
         cores_left_for_avatar=cores_left_for_avatar,
         threads_override=threads_override,
         gpu_offload_supported=gpu_offload_supported,
+        budget=budget,
     )
     n_ctx = context_for(model, wanted_ctx)
     if free_vram is None:
         return _plan(inputs, 0, False, n_ctx, cpu_reason=CPU_NO_GPU)
     if not gpu_offload_supported:
         return _plan(inputs, 0, False, n_ctx, cpu_reason=CPU_NO_GPU_BACKEND)
-    fit = most_layers_that_fit(inputs, n_ctx)
+    formula = most_layers_that_fit(inputs, n_ctx)
+    measured: tuple[tuple[int, bool] | None, EngineBuffers | None] | None = None
+    error = ""
+    if buffers is not None:
+        try:
+            measured = _most_layers_measured(inputs, n_ctx, buffers, formula)
+        except _DryRunFailed as exc:
+            error = str(exc)
+            if getattr(buffers, "no_device", False):  # the engine cannot use the card at all
+                return _plan(inputs, 0, False, n_ctx, cpu_reason=CPU_NO_GPU_BACKEND, dry_run_error=error)
+    extra: dict[str, Any] = {"formula_layers": formula, "dry_run_error": error}
+    if measured is not None:
+        fit, engine = measured
+        extra.update(vram_source=SOURCE_LLAMA, engine_buffers=engine)
+    else:
+        fit = formula
     if fit is None:
-        return _plan(inputs, 0, False, n_ctx, cpu_reason=CPU_GPU_FULL)
-    return _plan(inputs, fit[0], fit[1], n_ctx)
+        return _plan(inputs, 0, False, n_ctx, cpu_reason=CPU_GPU_FULL, **extra)
+    return _plan(inputs, fit[0], fit[1], n_ctx, **extra)
 
 
 def most_layers_that_fit(inputs: PlanInputs, n_ctx: int) -> tuple[int, bool] | None:
-    """(GPU layers, output on GPU) of the biggest offload within free VRAM − margin, or None."""
-    if inputs.free_vram is None:
+    """(GPU layers, output on GPU) of the biggest offload within the budget by our formula, or None."""
+    if inputs.free_vram is None or inputs.budget is None:
         return None
     model = inputs.model
-    budget = inputs.free_vram - safety_margin(inputs.free_vram, inputs.total_vram)
+    budget = inputs.free_vram - inputs.budget.margin
     for k in range(model.n_layers + 1, 0, -1):  # n_layers + 1 = every layer and the output layer
         layers, output = min(k, model.n_layers), k > model.n_layers
-        need = predict_vram(
-            model,
-            gpu_layers=layers,
-            output_on_gpu=output,
-            n_ctx=n_ctx,
-            n_ubatch=_ubatch(n_ctx),
-            kv_type=inputs.kv_type,
-            flash_attn=inputs.flash_attn,
-        ).used
-        if need <= budget:
+        if _formula(inputs, layers, output, n_ctx).used <= budget:
             return layers, output
     return None
+
+
+class _DryRunFailed(Exception):
+    pass
+
+
+def _most_layers_measured(
+    inputs: PlanInputs, n_ctx: int, buffers: BufferSource, formula: tuple[int, bool] | None
+) -> tuple[tuple[int, bool] | None, EngineBuffers | None]:
+    """The biggest offload within the budget by llama.cpp's dry run (searched from the formula's answer),
+    with the dry run's figures for it. Raises :class:`_DryRunFailed` when the dry run cannot answer."""
+    assert inputs.free_vram is not None and inputs.budget is not None
+    available = inputs.budget.available(inputs.free_vram)
+    n = inputs.model.n_layers
+    seen: dict[int, EngineBuffers] = {}
+
+    def fits(offloaded: int) -> bool:
+        figures = buffers(offloaded)
+        if figures is None:
+            raise _DryRunFailed(getattr(buffers, "error", "") or "the dry run gave no figure")
+        seen[offloaded] = figures
+        return figures.device_total <= available
+
+    hint = 0 if formula is None else formula[0] + int(formula[1])
+    best = most_that_fit(fits, 1, n + 1, max(1, hint))
+    if best is None:
+        return None, None
+    return (min(best, n), best > n), seen[best]
+
+
+def _formula(inputs: PlanInputs, layers: int, output: bool, n_ctx: int, margin: int = 0) -> VramBreakdown:
+    return predict_vram(
+        inputs.model,
+        gpu_layers=layers,
+        output_on_gpu=output,
+        n_ctx=n_ctx,
+        n_ubatch=_ubatch(n_ctx),
+        kv_type=inputs.kv_type,
+        flash_attn=inputs.flash_attn,
+        margin=margin,
+        overhead=inputs.budget.overhead if inputs.budget is not None else GPU_OVERHEAD,
+    )
 
 
 def _ubatch(n_ctx: int) -> int:
@@ -314,20 +423,26 @@ def _plan(
     cpu_reason: str = "",
     step: str = "",
     step_fr: str = "",
+    vram_source: str = SOURCE_FORMULA,
+    engine_buffers: EngineBuffers | None = None,
+    formula_layers: tuple[int, bool] | None = None,
+    dry_run_error: str = "",
 ) -> MemoryPlan:
     model = inputs.model
     on_gpu = gpu_layers > 0 or output_on_gpu
-    margin = safety_margin(inputs.free_vram, inputs.total_vram) if on_gpu and inputs.free_vram else 0
-    vram = predict_vram(
-        model,
-        gpu_layers=gpu_layers,
-        output_on_gpu=output_on_gpu,
-        n_ctx=n_ctx,
-        n_ubatch=_ubatch(n_ctx),
-        kv_type=inputs.kv_type,
-        flash_attn=inputs.flash_attn,
-        margin=margin,
-    )
+    margin = inputs.budget.margin if on_gpu and inputs.budget is not None else 0
+    formula_vram = _formula(inputs, gpu_layers, output_on_gpu, n_ctx, margin)
+    vram = formula_vram
+    if not on_gpu:
+        vram_source, engine_buffers = SOURCE_FORMULA, None
+    elif engine_buffers is not None and inputs.budget is not None:
+        vram = VramBreakdown(
+            weights=engine_buffers.device_model,
+            kv_cache=engine_buffers.device_context,
+            compute=engine_buffers.device_compute,
+            overhead=inputs.budget.overhead,
+            margin=margin,
+        )
     fraction = (gpu_layers + int(output_on_gpu)) / (model.n_layers + 1)
     advice = recommend_threads(
         inputs.cpu, gpu_offload_fraction=fraction, cores_left_for_avatar=inputs.cores_left_for_avatar
@@ -356,6 +471,11 @@ def _plan(
         cpu_reason="" if on_gpu else cpu_reason,
         step=step,
         step_fr=step_fr,
+        vram_source=vram_source,
+        formula_vram=formula_vram if on_gpu else None,
+        formula_layers=formula_layers,
+        engine_buffers=engine_buffers,
+        dry_run_error=dry_run_error,
         inputs=inputs,
     )
 
@@ -371,7 +491,7 @@ def safer_plans(plan: MemoryPlan) -> list[MemoryPlan]:
         return []
     model = inputs.model
     ladder: list[MemoryPlan] = []
-    previous = plan.vram.used
+    previous = (plan.formula_vram or plan.vram).used  # the ladder's plans are the formula's: compare alike
     layers = plan.gpu_layers
     for fraction in (0.75, 0.5, 0.25):
         k = int(plan.gpu_layers * fraction)

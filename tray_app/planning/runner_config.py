@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+# ggml_type numbers (ggml.h) for the KV cache types a plan may choose: the runner's command line and the
+# dry-run probe pass them as such.
+GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30, "iq4_nl": 20}
+
 
 @dataclass(frozen=True)
 class RunnerConfig:

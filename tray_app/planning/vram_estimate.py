@@ -1,4 +1,6 @@
-"""What a plan costs in graphics memory: exact weights and KV cache, modelled compute buffers.
+"""What a plan costs in graphics memory by our own formula: exact weights and KV cache, modelled compute
+buffers. The instant estimate (menus, catalogue) and the plan's fallback: when llama.cpp's dry run can run
+(:mod:`tray_app.planning.dry_run`), its exact buffers decide, and this formula is shown beside them.
 
 Pure functions of a :class:`~tray_app.models.gguf_info.ModelInfo` and the llama.cpp settings; the
 policy that picks the settings is in :mod:`tray_app.planning.memory_plan`.
@@ -30,11 +32,14 @@ The parts (llama.cpp with the CUDA backend, ``n_gpu_layers = k``)
   512, no flash attention): 258,50 MiB at short contexts, exactly the logits phase here, and about
   560 MiB at 8 192 tokens (564 MiB here). Not yet measured on our reference machine: the GPU
   measurement script of issue 3 records predicted vs measured and will correct these terms.
-* **overhead** — 450 MiB: the CUDA context, cuBLAS, the kernels loaded and llama.cpp's memory pool.
-  Ollama reserves 457 MiB for the same thing; the GPU measurement script corrects this figure.
-* **safety margin** — ``max(512 MiB, 5 % of the card)``: free VRAM is measured once, before loading,
-  but the avatar (Unity), Windows' compositor and a browser keep allocating. 512 MiB covers the avatar
-  changing scene or outfit and a hardware-accelerated browser tab on a 6 GB laptop; on bigger cards
+* **overhead** — 450 MiB by default: the CUDA context, cuBLAS, the kernels loaded and llama.cpp's
+  memory pool (Ollama reserves 457 MiB for the same thing). A plan passes its own: the overhead measured
+  on the user's card after each load (:mod:`tray_app.hardware.gpu_calibration`).
+* **safety margin** — ``max(512 MiB, 5 % of the card)`` when the monitor has no history yet (otherwise
+  the plan sizes it from the other programs' use: :mod:`tray_app.planning.vram_budget`): free VRAM is
+  measured once, before loading, but the avatar (Unity), Windows' compositor and a browser keep
+  allocating. 512 MiB covers the avatar changing scene or outfit and a hardware-accelerated browser tab
+  on a 6 GB laptop; on bigger cards
   other programs use more, hence the percentage. With the overhead this reserves about 1 GiB, like
   llama.cpp's own ``--fit`` margin (which, measuring after its CUDA context exists, needs no overhead).
   Since Windows drivers spill silently into system RAM instead of failing, planning short is much
@@ -176,7 +181,9 @@ def predict_vram(
     kv_type: str = "f16",
     flash_attn: bool = False,
     margin: int = 0,
+    overhead: int = GPU_OVERHEAD,
 ) -> VramBreakdown:
+    """Our formula's figures (``overhead``: the driver's, default CUDA's; the plan passes its budget's)."""
     if not 0 <= gpu_layers <= model.n_layers:
         raise ValueError(f"gpu_layers {gpu_layers} outside 0..{model.n_layers}")
     if output_on_gpu and gpu_layers != model.n_layers:
@@ -195,7 +202,7 @@ def predict_vram(
             flash_attn=flash_attn,
             kv_type=kv_type,
         ),
-        overhead=GPU_OVERHEAD,
+        overhead=overhead,
         margin=margin,
     )
 
