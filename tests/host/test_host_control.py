@@ -114,3 +114,85 @@ def test_a_missing_model_is_told_and_remembered_as_the_start_error(tmp_path, set
     assert control.host is None and control.state is HostState.ERROR
     assert control.start_error is not None and "absent.gguf" in control.start_error.message_fr
     assert heard.said and heard.said[0][1] is True
+
+
+# -- the card's calibration (NVML replayed at its boundary, the supervisor replaced by its snapshot) --------
+
+
+class _Supervisor:
+    def __init__(self, status, base_config) -> None:
+        self._status, self.base_config = status, base_config
+
+    def status(self):
+        return self._status
+
+
+class _Host:
+    def __init__(self, supervisor: _Supervisor) -> None:
+        self.supervisor = supervisor
+
+
+def _recorded_card(runner_pid: int, runner_mib: int | None):
+    from tray_app.hardware.nvml_replay import ReplayNvml
+
+    mib = 1 << 20
+    processes = [{"pid": 1200, "used": 900 * mib, "kind": "graphics"}]
+    before = {"memory_used": 1300 * mib, "processes": processes}
+    after = {"memory_used": (1300 + 3300) * mib,
+             "processes": processes + [{"pid": runner_pid, "used": None if runner_mib is None else runner_mib * mib,
+                                        "kind": "compute"}]}
+    return ReplayNvml({
+        "format": "desktop-mate-nvml-recording", "version": 1, "driver_version": "566.36",
+        "devices": [{"name": "NVIDIA GeForce RTX 4050 Laptop GPU", "uuid": "GPU-1", "memory_total": 6144 * mib}],
+        "samples": [{"t": 0, "devices": [before]}, {"t": 1, "devices": [after]}],
+    })
+
+
+def _calibrated_control(settings, runner_mib: int | None):
+    from tray_app.host.host_state import EventKind, HostEvent, HostStatus
+    from tray_app.planning.runner_config import RunnerConfig
+
+    replay = _recorded_card(4242, runner_mib)
+    heard = Heard()
+    control = HostControl(settings, app_paths(), notify=heard.notify, on_notice=heard.notice,
+                          nvml=NvmlReader(replay, on_read=replay.step))
+    config = RunnerConfig("model.gguf", n_gpu_layers=-1)
+    mib = 1 << 20
+    status = HostStatus(HostState.READY, "", config, 4242, (4242,), None, 1.0, None, (), 300.0, 0,
+                        engine_buffers={"CUDA0": {"model": 2800 * mib, "kv": 256 * mib, "compute": 100 * mib},
+                                        "CUDA_Host": {"compute": 20 * mib}})
+    control.host = _Host(_Supervisor(status, config))  # type: ignore[assignment]
+    control._on_host_event(HostEvent(EventKind.STATE, HostState.LOADING, "", config=config))
+    control._on_host_event(HostEvent(EventKind.STATE, HostState.READY, "", config=config, pid=4242))
+    return control
+
+
+def test_after_a_load_nvmls_figure_minus_llama_cpps_buffers_is_kept_for_the_next_plan(settings):
+    from tray_app.hardware.gpu_calibration import CalibrationBook, card_key
+    from tray_app.hardware.llama_backend import detect_llama_backend
+
+    _calibrated_control(settings, runner_mib=3300)
+    key = card_key("NVIDIA GeForce RTX 4050 Laptop GPU", "566.36", detect_llama_backend(ask_library=False).gpu_backend)
+    entry = CalibrationBook.from_settings(Settings.load(app_paths().settings_file)).get(key)
+    assert entry is not None and entry.overhead == (3300 - 3156) << 20 and entry.loads == 1  # the host's not counted
+
+
+def test_without_per_process_figures_the_cards_increase_is_the_runners(settings):
+    from tray_app.hardware.gpu_calibration import CalibrationBook
+
+    _calibrated_control(settings, runner_mib=None)  # Windows (WDDM): no process memory; the card's delta
+    (entry,) = CalibrationBook.from_settings(settings).entries.values()
+    assert entry.overhead == (3300 - 3156) << 20
+
+
+def test_a_load_that_ran_out_of_memory_raises_the_overhead(settings):
+    from tray_app.hardware.gpu_calibration import CalibrationBook
+    from tray_app.host.host_state import EventKind, HostEvent
+    from tray_app.host.runner_errors import FailureKind
+
+    control = _calibrated_control(settings, runner_mib=3300)
+    before = next(iter(CalibrationBook.from_settings(settings).entries.values())).overhead
+    control._on_host_event(HostEvent(EventKind.FALLBACK, HostState.LOADING, "Nouvel essai…",
+                                     failure=FailureKind.OUT_OF_MEMORY))
+    (entry,) = CalibrationBook.from_settings(settings).entries.values()
+    assert entry.overhead > before and entry.overflows == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, wait_gone
+from tray_app.format_fr import MIB
 from tray_app.host import runner as runner_module
 from tray_app.host.runner import (
     SERVER_SETTING_NAMES,
@@ -70,8 +71,9 @@ def test_environment_drops_server_settings_and_hides_the_gpu_for_cpu_plans(tiny_
     assert "PORT" not in cpu and "host" not in cpu and "N_CTX" not in cpu
     assert cpu["PATH"] == "/bin" and cpu["API_KEY"] == "k"
     assert cpu["CUDA_VISIBLE_DEVICES"] == "-1"
+    assert cpu["GGML_VK_VISIBLE_DEVICES"] == ""  # set and empty: a Vulkan build uses no device either
     gpu = runner_environment("k", RunnerConfig(str(tiny_gguf), n_gpu_layers=-1), base)
-    assert gpu["CUDA_VISIBLE_DEVICES"] == "0"
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "0" and "GGML_VK_VISIBLE_DEVICES" not in gpu
 
 
 def test_model_id_is_the_file_name_without_extension():
@@ -133,6 +135,17 @@ def test_progress_follows_llama_cpp_markers_and_the_dots():
     assert any(0.5 < f < 0.9 for f in fractions)  # the dots moved it
     assert all(p.phase is RunnerPhase.LOADING for p in seen)
     assert seen[-1].message == "Chargement du modèle… 98 %"
+
+
+def test_llama_cpps_buffer_lines_are_kept_as_figures():
+    watcher = OutputWatcher(stream=None, sink=None)  # type: ignore[arg-type]
+    watcher.feed("load_tensors:      Vulkan0 model buffer size =  3847.55 MiB\n"
+                 "load_tensors:  CPU_Mapped model buffer size =   281.81 MiB\n"
+                 "llama_kv_cache:    Vulkan0 KV buffer size =   512.00 MiB\n"
+                 "sched_reserve:     Vulkan0 compute buffer size =   300.00 MiB\n"
+                 "sched_reserve:     Vulkan0 compute buffer size =   296.00 MiB\n")
+    assert watcher.buffers["Vulkan0"] == {"model": round(3847.55 * MIB), "kv": 512 * MIB, "compute": 296 * MIB}
+    assert watcher.buffers["CPU_Mapped"] == {"model": round(281.81 * MIB)}
 
 
 def test_runner_log_is_bounded(tmp_path):

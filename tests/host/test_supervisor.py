@@ -69,6 +69,7 @@ class ScriptedRunner:
         self.returncode = None
         self.alive = False
         self.tail: list[str] = []
+        self.engine_buffers: dict[str, dict[str, int]] = {}
         ScriptedRunner.instances.append(self)
 
     def load(self, timeout, cancel=None):

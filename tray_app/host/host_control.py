@@ -19,6 +19,11 @@ Where the model runs: here (the runner), or on another computer of the house (``
 the user is told and offered :meth:`use_local_model`). Sharing this computer's model (``share_model``,
 off by default) opens the gateway's key-protected network listener; never while a remote model is used
 (two computers relaying to each other would loop).
+
+The card's calibration (:mod:`tray_app.hardware.gpu_calibration`): after every load with layers on the
+GPU, the runner's graphics memory as NVML sees it (:func:`~tray_app.hardware.gpu.runner_vram`) minus the
+device buffers llama.cpp logged is kept in the settings for the next plan; a load that failed for lack of
+memory, or the spill the monitor detects, raises it. On the supervisor's event thread (one NVML read).
 """
 
 from __future__ import annotations
@@ -29,14 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tray_app.hardware.gpu import NvmlReader
+from tray_app.hardware.gpu import GpuReading, NvmlReader, runner_vram
+from tray_app.hardware.gpu_calibration import CalibrationBook, card_key, default_overhead
+from tray_app.hardware.llama_backend import detect_llama_backend
+from tray_app.hardware.llama_buffers import device_buffer_total
 from tray_app.host.gateway import PortUnavailable
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.hosting import Host, HostPlan, ModelChoiceError, choose_model, keep_alive_from, plan_host
 from tray_app.host.remote import RemoteAddressError, RemoteServer, parse_remote_address
+from tray_app.host.runner_errors import FailureKind
 from tray_app.host.sharing import new_share_key, share_text_fr
+from tray_app.monitoring.history import OtherVramUse
 from tray_app.monitoring.host_metrics import HostMetrics, HostNotice, HostNoticeKind
-from tray_app.monitoring.protection import ProtectionAction, ProtectionRequest
+from tray_app.monitoring.protection import ProtectionAction, ProtectionReason, ProtectionRequest
 from tray_app.paths import AppPaths
 from tray_app.planning.runner_config import RunnerConfig
 from tray_app.settings import Settings
@@ -105,6 +115,10 @@ class HostControl:
         self.remote: RemoteServer | None = None  # another computer's model, while it is the one used
         self.share_note = ""  # French: the address and key to give the other computers, while shared
         self._remote_was_reachable: bool | None = None
+        # What the other programs used on the card lately (the tray gives the monitor's history): the
+        # plan's margin is sized from it. None: the cautious default margin.
+        self.vram_history: Callable[[], OtherVramUse | None] | None = None
+        self._card_before: tuple[int | None, frozenset[int]] | None = None  # card use when a load began
 
     # -- life (planning: off the UI thread) ------------------------------------------------------
     def start(self) -> None:
@@ -112,7 +126,8 @@ class HostControl:
         with self._planning:
             try:
                 model = choose_model(self.options.model, self.settings)
-                self.plan = plan = plan_host(model, self.settings, wanted_ctx=self.options.ctx, nvml=self.nvml)
+                self.plan = plan = plan_host(model, self.settings, wanted_ctx=self.options.ctx, nvml=self.nvml,
+                                             others=self._others())
             except ModelChoiceError as exc:
                 self.start_error = exc
                 self._set(HostState.ERROR, exc.message_fr)
@@ -308,7 +323,8 @@ class HostControl:
 
     def _replan(self, model_path: Path) -> HostPlan:
         with self._planning:
-            plan = plan_host(model_path, self.settings, wanted_ctx=self.options.ctx, nvml=self.nvml)
+            plan = plan_host(model_path, self.settings, wanted_ctx=self.options.ctx, nvml=self.nvml,
+                             others=self._others())
             self.plan = plan
             self._plan_inputs = _plan_inputs(self.settings)
             host = self.host
@@ -361,11 +377,17 @@ class HostControl:
             return
         previous = self.state
         if event.kind is EventKind.FALLBACK:
+            if event.failure is FailureKind.OUT_OF_MEMORY and self._had_gpu_layers():
+                self._calibrate_overflow()
             self.on_notice(HostNotice(HostNoticeKind.RUNNER_RESTARTED_SAFER, detail_fr=event.message))
         elif event.kind is EventKind.RESTART:
             # Its state (« En veille ») is taken below: the STATE event that follows is no idle unload.
             self.on_notice(HostNotice(HostNoticeKind.RUNNER_RESTARTED, detail_fr=event.message))
         elif event.kind is EventKind.STATE:
+            if event.state is HostState.LOADING and previous is not HostState.LOADING:
+                self._note_card_before_load()
+            elif event.state is HostState.READY and previous is HostState.LOADING:
+                self._calibrate_after_load(event)
             if event.state is HostState.ERROR:
                 self.notify(event.message, True)
             elif event.state is HostState.IDLE and previous in (HostState.READY, HostState.BUSY):
@@ -403,6 +425,8 @@ class HostControl:
         """
         if self.host is None:
             return
+        if request.reason is ProtectionReason.VRAM_OVERFLOW and self._had_gpu_layers():
+            self._calibrate_overflow()  # it loaded, but did not fit: the driver took more than reserved
         supervisor = self.host.supervisor
         if ProtectionAction.NEXT_LOAD_SAFER in request.actions and self.plan is not None:
             steps = list(self.plan.ladder(supervisor.base_config))
@@ -424,6 +448,73 @@ class HostControl:
         if self._safer_config is not None and self.plan is not None:
             config, self._safer_config = self._safer_config, None
             self.host.supervisor.configure(config, self.plan.ladder)
+
+    # -- the card's calibration (the supervisor's event thread) ----------------------------------------
+    def _others(self) -> OtherVramUse | None:
+        source = self.vram_history
+        if source is None:
+            return None
+        try:
+            return source()
+        except Exception:  # the history is a refinement: never fail planning because of it
+            log.exception("reading the graphics-memory history failed")
+            return None
+
+    def _read_gpu(self) -> GpuReading | None:
+        reader = self.nvml or NvmlReader()
+        try:
+            readings = reader.read()
+        except Exception:  # a broken driver: no calibration this time
+            log.exception("NVML read for the calibration failed")
+            return None
+        finally:
+            if self.nvml is None:
+                reader.close()
+        return readings[0] if readings else None
+
+    def _had_gpu_layers(self) -> bool:
+        host = self.host
+        return host is not None and host.supervisor.base_config.n_gpu_layers != 0
+
+    @staticmethod
+    def _card_key(reading: GpuReading) -> tuple[str, str]:
+        backend = detect_llama_backend(ask_library=False).gpu_backend
+        return card_key(reading.name, reading.driver_version, backend), backend
+
+    def _note_card_before_load(self) -> None:
+        reading = self._read_gpu()
+        self._card_before = None if reading is None else (
+            reading.memory_used, frozenset(p.pid for p in reading.processes))
+
+    def _calibrate_after_load(self, event: HostEvent) -> None:
+        """NVML's figure for the runner minus llama.cpp's device buffers: this card's driver overhead."""
+        host = self.host
+        if host is None or event.config is None or event.config.n_gpu_layers == 0:
+            return
+        status = host.supervisor.status()
+        buffers = device_buffer_total(status.engine_buffers)
+        reading = self._read_gpu() if buffers > 0 else None
+        if reading is None:
+            return
+        used_before, pids_before = self._card_before or (None, None)
+        vram, how = runner_vram(reading, status.pids, pids_before=pids_before, used_before=used_before)
+        if vram is None:
+            return
+        key, _backend = self._card_key(reading)
+        book = CalibrationBook.from_settings(self.settings)
+        entry = book.learn_from_load(key, vram, buffers)
+        book.save(self.settings)
+        log.info("card calibrated after load (%s): runner %d MiB, buffers %d MiB, overhead %d MiB", how,
+                 vram >> 20, buffers >> 20, entry.overhead >> 20)
+
+    def _calibrate_overflow(self) -> None:
+        reading = self._read_gpu()
+        if reading is None:
+            return
+        key, backend = self._card_key(reading)
+        book = CalibrationBook.from_settings(self.settings)
+        book.learn_from_overflow(key, default_overhead(backend))
+        book.save(self.settings)
 
     # -- « Optimiser » ------------------------------------------------------------------------------
     def pause_for_optimization(self) -> None:

@@ -67,6 +67,7 @@ class HostStatus:
     failed_configs: tuple[RunnerConfig, ...]
     keep_alive_s: float
     requests_in_progress: int
+    engine_buffers: dict[str, dict[str, int]] = field(default_factory=dict)  # llama.cpp's, as it logged them
 
 
 class HostUnavailable(Exception):

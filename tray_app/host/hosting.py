@@ -23,8 +23,10 @@ from tray_app.host.gateway import DEFAULT_API_PORT, Gateway, GatewayOptions
 from tray_app.host.host_state import EventKind, HostEvent, HostState
 from tray_app.host.runner import model_id_for
 from tray_app.host.supervisor import DEFAULT_KEEP_ALIVE_S, Supervisor
+from tray_app.monitoring.history import OtherVramUse
 from tray_app.paths import app_paths
 from tray_app.planning.applied_tuning import load_tuning, tuned_config
+from tray_app.planning.gpu_plan import CardView
 from tray_app.planning.runner_config import RunnerConfig
 from tray_app.settings import Settings
 
@@ -67,12 +69,19 @@ def choose_model(cli_value: str | None, settings: Settings) -> Path:
 
 
 def plan_host(
-    model_path: Path, settings: Settings, *, wanted_ctx: int | None = None, nvml: NvmlReader | None = None
+    model_path: Path,
+    settings: Settings,
+    *,
+    wanted_ctx: int | None = None,
+    nvml: NvmlReader | None = None,
+    others: OtherVramUse | None = None,
 ) -> HostPlan:
     """Read the model, measure the machine, make the plan. Raises :class:`ModelChoiceError`.
 
     ``nvml``: the program's shared reader (the monitor reads it too); without one, NVML is opened for this
-    plan and closed. Reads NVML: call it off the UI thread.
+    plan and closed. ``others``: what the other programs used on the card lately (the monitor's history;
+    the margin is sized from it). Reads NVML and may run llama.cpp's dry run in a probe process (seconds
+    the first time for a model and context, then cached): call it off the UI thread.
     """
     from tray_app.models.gguf_info import ModelFileError, read_model_info
 
@@ -85,21 +94,25 @@ def plan_host(
         raise ModelChoiceError(exc.message_fr) from exc
     cpu = detect_cpu()
     try:
-        from tray_app.planning.memory_plan import make_plan, safer_plans
-
-        free_vram, total_vram = _free_vram(nvml)
+        from tray_app.hardware.gpu_calibration import CalibrationBook
         from tray_app.hardware.llama_backend import detect_llama_backend
+        from tray_app.planning.gpu_plan import default_cache, plan_on_this_machine
+        from tray_app.planning.memory_plan import safer_plans
 
+        card = read_card(nvml)
+        free_vram = card.free
         backend = detect_llama_backend(ask_library=False)  # no llama_cpp import in this process
-        plan = make_plan(
+        plan, _timing = plan_on_this_machine(
             info,
-            free_vram=free_vram,
-            total_vram=total_vram,
+            card=card,
+            backend=backend,
             cpu=cpu,
+            calibration=CalibrationBook.from_settings(settings),
+            cache=default_cache(app_paths().cache_dir),
             wanted_ctx=ctx,
             cores_left_for_avatar=cores_left,
             threads_override=threads_override,
-            gpu_offload_supported=backend.gpu_offload,
+            others=others,
         )
     except Exception:  # the planner is a refinement: never fail hosting because of it
         log.exception("memory plan failed; running on the CPU")
@@ -140,7 +153,8 @@ def _with_tuning(base: HostPlan, settings: Settings, free_vram: int | None) -> H
     )
 
 
-def _free_vram(nvml: NvmlReader | None) -> tuple[int | None, int | None]:
+def read_card(nvml: NvmlReader | None) -> CardView:
+    """The first NVIDIA card as NVML sees it now (free memory None: no usable card)."""
     reader = nvml or NvmlReader()
     try:
         gpus = reader.read()
@@ -148,8 +162,9 @@ def _free_vram(nvml: NvmlReader | None) -> tuple[int | None, int | None]:
         if nvml is None:
             reader.close()
     if not gpus:
-        return None, None
-    return gpus[0].memory_free, gpus[0].memory_total
+        return CardView(None, None)
+    gpu = gpus[0]
+    return CardView(gpu.memory_free, gpu.memory_total, gpu.name, gpu.driver_version)
 
 
 def keep_alive_from(settings: Settings) -> float:

@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tray_app.hardware.llama_buffers import BufferSizes
 from tray_app.host.process_tree import free_loopback_port, stop_process_tree, tree_pids
 from tray_app.host.runner_errors import FailureKind, RunnerError, classify_failure
 from tray_app.host.runner_output import BoundedLog, LoadProgress, OutputWatcher, RunnerPhase, session_header
-from tray_app.planning.runner_config import RunnerConfig
+from tray_app.planning.runner_config import GGML_TYPES, RunnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,6 @@ RUNNER_ENTRY = Path(__file__).with_name("runner_entry.py")
 LOOPBACK = "127.0.0.1"
 DEFAULT_LOAD_TIMEOUT_S = 300.0
 PORT_ATTEMPTS = 3
-
-# ggml_type numbers (ggml.h) for the KV cache types a plan may choose.
-GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30, "iq4_nl": 20}
 
 # llama_cpp.server's Settings fields (0.3.x): environment variables with these names (any case) would
 # override the command line, so they are removed from the runner's environment. Checked by a test.
@@ -159,13 +157,15 @@ def runner_environment(
 ) -> dict[str, str]:
     """The runner's environment: ours minus the server-setting names, plus the key and UTF-8 output.
 
-    A CPU-only configuration (``n_gpu_layers == 0``) also hides the NVIDIA GPUs: otherwise a CUDA build
-    still creates its CUDA context and reads prompts on the GPU, taking VRAM the plan promised to leave.
+    A CPU-only configuration (``n_gpu_layers == 0``) also hides the graphics cards (CUDA's and Vulkan's
+    device lists emptied): otherwise a CUDA or Vulkan build still creates its context and reads prompts on
+    the GPU, taking VRAM the plan promised to leave.
     """
     env = {k: v for k, v in (os.environ if base is None else base).items() if k.lower() not in SERVER_SETTING_NAMES}
     env.update(API_KEY=api_key, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PYTHONUTF8="1")
     if config is not None and config.n_gpu_layers == 0:
         env["CUDA_VISIBLE_DEVICES"] = "-1"
+        env["GGML_VK_VISIBLE_DEVICES"] = ""  # set and empty: ggml-vulkan uses no device
     return env
 
 
@@ -223,6 +223,12 @@ class Runner:
     @property
     def endpoint(self) -> RunnerEndpoint | None:
         return RunnerEndpoint(LOOPBACK, self._port, self._api_key, self.model_id) if self._ready else None
+
+    @property
+    def engine_buffers(self) -> BufferSizes:
+        """llama.cpp's buffer sizes as it logged them while loading (a copy; empty before)."""
+        watcher = self._watcher
+        return {name: dict(kinds) for name, kinds in watcher.buffers.items()} if watcher is not None else {}
 
     def output_tail(self, lines: int = 40) -> list[str]:
         return list(self._watcher.tail)[-lines:] if self._watcher is not None else []

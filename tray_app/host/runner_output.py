@@ -4,7 +4,9 @@ llama.cpp (through llama-cpp-python, ``verbose=True``) prints its loading steps 
 ``llama_model_loader: loaded meta data …`` (file opened), ``load_tensors: …`` (weights being read), then
 one dot per percent of weights read (no newline until 100 %), ``llama_context: constructing …`` (KV cache
 and buffers), and uvicorn prints ``Uvicorn running on …`` once the server listens. Those markers give the
-phases and a fraction; anything else is only logged.
+phases and a fraction. llama.cpp's buffer lines (``Vulkan0 model buffer size = …``) are kept as figures
+(:attr:`OutputWatcher.buffers`): what the engine really allocated, which the calibration of the card
+compares with NVML. Anything else is only logged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import IO
+
+from tray_app.hardware.llama_buffers import BUFFER_LINE, BufferSizes, add_buffer_line
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +127,7 @@ class OutputWatcher:
         self._phase = RunnerPhase.STARTING
         self._fraction = 0.0
         self._in_tensors = False
+        self.buffers: BufferSizes = {}  # llama.cpp's buffer sizes as logged (see the module docstring)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -168,6 +173,10 @@ class OutputWatcher:
             self._progress(RunnerPhase.LOADING, 0.10 + 0.80 * min(len(self._partial), 100) / 100)
 
     def _look_at(self, line: str) -> None:
+        if "buffer size" in line:
+            m = BUFFER_LINE.search(line)
+            if m:
+                add_buffer_line(self.buffers, m["name"], m["kind"], float(m["mib"]))
         if line.startswith("llama_model_loader: loaded meta data"):
             self._progress(RunnerPhase.LOADING, 0.05)
         elif line.startswith("load_tensors:"):

@@ -179,7 +179,9 @@ class Supervisor:
                 keep_alive_s=self._keep_alive_s,
                 requests_in_progress=self._holders,
             )
-        return replace(status, pids=tuple(runner.pids())) if runner is not None else status  # psutil: unlocked
+        if runner is None:
+            return status
+        return replace(status, pids=tuple(runner.pids()), engine_buffers=runner.engine_buffers)  # psutil: unlocked
 
     def load(self) -> None:
         """Load now, in the background (no-op when loaded or loading)."""

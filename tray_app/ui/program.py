@@ -55,6 +55,7 @@ class TrayProgram(QObject):
         self.monitor: MonitorService = live_monitor_service(
             settings, host_metrics=self.host.host_metrics, nvml=self.nvml
         )
+        self.host.control.vram_history = self.monitor.history.other_vram  # the plan's margin is sized from it
         self.gauges: GaugesWindow | None = None  # created on first open (pyqtgraph loads then)
         self._alert_state: AlertState | None = None
         self._tooltip = ""
