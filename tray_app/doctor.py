@@ -13,6 +13,7 @@ from tray_app import __version__
 from tray_app.format_fr import gib_fr
 from tray_app.hardware.cpu import CpuInfo, detect_cpu
 from tray_app.hardware.gpu import GpuReading, NvmlReader, default_nvml_reader
+from tray_app.hardware.gpu_calibration import Calibration, CalibrationBook, card_key
 from tray_app.hardware.llama_backend import LlamaBackend, detect_llama_backend
 from tray_app.hardware.system_info import describe_system
 from tray_app.hardware.threads import ThreadAdvice, recommend_threads
@@ -31,10 +32,15 @@ class DoctorReport:
     llama: LlamaBackend
     threads: ThreadAdvice
     threads_overridden: bool
+    calibration: Calibration | None = None  # this card's measured driver overhead, for this engine
+    calibrations: tuple[Calibration, ...] = ()  # every card and driver measured on this machine
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["gpu"] = data["gpus"][0] if data["gpus"] else None
+        data["llama"]["gpu_backend"] = self.llama.gpu_backend
+        data["llama"]["backend_fr"] = self.llama.name_fr
+        data["llama"]["summary"] = self.llama.summary
         return data
 
 
@@ -54,6 +60,10 @@ def build_report(settings: Settings, nvml: NvmlReader | None = None) -> DoctorRe
     overridden = settings.values.threads > 0
     if overridden:
         advice = ThreadAdvice(settings.values.threads, "Choisi à la main dans les paramètres.")
+    book = CalibrationBook.from_settings(settings)
+    calibration = None
+    if gpus:
+        calibration = book.get(card_key(gpus[0].name, gpus[0].driver_version, llama.gpu_backend))
     return DoctorReport(
         version=__version__,
         system=describe_system(),
@@ -65,6 +75,8 @@ def build_report(settings: Settings, nvml: NvmlReader | None = None) -> DoctorRe
         llama=llama,
         threads=advice,
         threads_overridden=overridden,
+        calibration=calibration,
+        calibrations=tuple(book.entries.values()),
     )
 
 
@@ -100,6 +112,12 @@ def render_text(r: DoctorReport) -> str:
     else:
         lines.append(f"Carte graphique : {r.gpu_unavailable_reason}")
     lines.append(f"Moteur du modèle : {r.llama.summary}")
+    if r.llama.installed:
+        lines.append(f"  Le plan mémoire est fait pour ce moteur : {r.llama.name_fr}.")
+    if r.calibration is not None:
+        lines.append(f"  Mesuré sur cette carte : {r.calibration.describe_fr()}.")
+    elif r.gpus and r.llama.gpu_offload:
+        lines.append("  Pas encore mesuré sur cette carte : ce sera fait au premier chargement du modèle.")
     lines.append("")
     lines.append("Recommandation")
     lines.append(f"  Cœurs du processeur pour le modèle : {r.threads.threads} — {r.threads.reason}")
