@@ -23,8 +23,9 @@ from benchmarks.gpu_vram.cuda_hold import VramHolder
 from benchmarks.gpu_vram.fit_probe import run_fit_probe
 from benchmarks.gpu_vram.models import model_path, plan_case, predict
 from benchmarks.gpu_vram.prompts import answer_bias, build_prompt, end_token_ids
-from benchmarks.gpu_vram.results import CaseResult, Measurement, parse_buffer_sizes
+from benchmarks.gpu_vram.results import CaseResult, Measurement
 from tray_app.hardware.gpu import runner_vram
+from tray_app.hardware.llama_buffers import parse_buffer_sizes
 
 if TYPE_CHECKING:
     from benchmarks.gpu_vram.cases import Case
@@ -138,7 +139,8 @@ def measure_case(case: Case, args: argparse.Namespace, reader: NvmlReader) -> Ca
         elif budget is not None:
             result.holder = {"note": f"budget ≥ free VRAM ({free_at_start / GIB:.1f} GiB): nothing held"}
         before = read()
-        plan = plan_case(info, case, free_vram=before.memory_free or 0, card_total=before.memory_total or 0)
+        plan = plan_case(info, case, free_vram=before.memory_free or 0, card_total=before.memory_total or 0,
+                         card_name=before.name, driver=before.driver_version)
         result.prediction = predict(plan)
         if not args.no_fit:
             result.fit = run_fit_probe(path, plan)

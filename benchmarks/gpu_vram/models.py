@@ -98,13 +98,24 @@ def restore_shape(header: Path, dest: Path) -> Path:
     return dest
 
 
-def plan_case(model: ModelInfo, case: Case, *, free_vram: int, card_total: int) -> MemoryPlan:
-    """The product's plan: a simulated budget is told as the card's size (the laptop's margin)."""
+def plan_case(model: ModelInfo, case: Case, *, free_vram: int, card_total: int, card_name: str = "",
+              driver: str = "") -> MemoryPlan:
+    """The product's plan: a simulated budget is told as the card's size (the laptop's margin). With an
+    engine that can use the card (the CUDA build), its buffers come from llama.cpp's dry run, as in the
+    program (no calibration yet: the default driver overhead, which this check measures)."""
     from tray_app.hardware.cpu import detect_cpu
-    from tray_app.planning.memory_plan import make_plan
+    from tray_app.hardware.gpu_calibration import CalibrationBook
+    from tray_app.hardware.llama_backend import detect_llama_backend
+    from tray_app.planning.dry_run import DryRunCache
+    from tray_app.planning.gpu_plan import CardView, plan_on_this_machine
 
     total = card_total if case.budget_gib is None else min(card_total, case.budget_bytes or card_total)
-    return make_plan(model, free_vram=free_vram, cpu=detect_cpu(), total_vram=total, wanted_ctx=case.ctx)
+    backend = detect_llama_backend(ask_library=False)  # from its files: no CUDA context in this process
+    plan, _timing = plan_on_this_machine(
+        model, card=CardView(free_vram, total, card_name, driver), backend=backend, cpu=detect_cpu(),
+        calibration=CalibrationBook(), cache=DryRunCache(None), wanted_ctx=case.ctx, gpu_offload_supported=True,
+    )
+    return plan
 
 
 def predict(plan: MemoryPlan) -> Prediction:
@@ -123,4 +134,6 @@ def predict(plan: MemoryPlan) -> Prediction:
         compute=plan.vram.compute,
         overhead=plan.vram.overhead,
         margin=plan.vram.margin,
+        dry_run=plan.engine_buffers.device_total if plan.engine_buffers is not None else None,
+        source=plan.vram_source,
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gpu_vram import MIB
-from benchmarks.gpu_vram.results import CaseResult, device_buffer_total
+from benchmarks.gpu_vram.results import CaseResult
+from tray_app.hardware.llama_buffers import device_buffer_total
 
 NOTES = {
     "error": "prediction.used - measured.peak (bytes); positive = the plan reserved more than the runner took",
@@ -40,10 +41,11 @@ def render_table(results: Sequence[CaseResult]) -> str:
     """The markdown table of every case (predicted split, llama.cpp's buffers, measured, error, speed)."""
     head = (
         "| case | layers on GPU: plan / llama.cpp fit | predicted MiB: weights + KV + compute + overhead "
-        "= total | llama.cpp buffers MiB: model / KV / compute | measured MiB: after load / peak "
+        "= total | llama.cpp buffers MiB: model / KV / compute | device MiB: dry run / allocated / NVML "
+        "| measured MiB: after load / peak "
         "| overhead MiB: peak − buffers | error MiB (%) | ±5 % or 256 MiB | OOM | tokens/s |"
     )
-    lines = [head, "|" + " --- |" * 10]
+    lines = [head, "|" + " --- |" * 11]
     for r in results:
         p, f, m = r.prediction, r.fit, r.measured
         if p is not None:
@@ -63,6 +65,9 @@ def render_table(results: Sequence[CaseResult]) -> str:
             elif f.emulated != f.offloaded:
                 layers += f" (emulation: {f.emulated})"
         buffers = overhead = "—"
+        allocated = device_buffer_total(m.buffers) if m is not None and m.buffers else None
+        three = " / ".join((_mib(p.dry_run if p is not None else None), _mib(allocated),
+                            _mib(m.after_load if m is not None else None)))
         if m is not None and m.buffers:
             buffers = " / ".join(_mib(device_buffer_total(m.buffers, k)) for k in ("model", "kv", "compute"))
             if m.peak is not None:
@@ -79,7 +84,7 @@ def render_table(results: Sequence[CaseResult]) -> str:
         case = f"{r.model_name}, {r.ctx} tok, {r.budget}"
         if r.error and not r.oom:
             case += f" — {r.error[:60]}"
-        cells = (case, layers, predicted, buffers, measured, overhead, error, ok, oom, speed)
+        cells = (case, layers, predicted, buffers, three, measured, overhead, error, ok, oom, speed)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

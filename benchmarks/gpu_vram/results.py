@@ -3,12 +3,12 @@
 Plain dataclasses, written to the JSON as they are (:meth:`CaseResult.to_dict`) and read back for
 ``--resume`` (:meth:`CaseResult.from_dict`), so that a run cut by a time limit loses nothing. The derived
 figures (error, tolerance) are properties, recomputed rather than stored as truth. llama.cpp's own buffer
-sizes come from its log (:func:`parse_buffer_sizes`): what the engine allocated, beside what NVML saw.
+sizes come from its log (:func:`tray_app.hardware.llama_buffers.parse_buffer_sizes`): what the engine
+allocated, beside what NVML saw.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -35,6 +35,8 @@ class Prediction:
     compute: int
     overhead: int
     margin: int
+    dry_run: int | None = None  # llama.cpp's dry run: device bytes at the plan's layers (None: formula plan)
+    source: str = ""  # where the weights/KV/compute above come from: "llama.cpp" (dry run) or "formule"
 
     @property
     def used(self) -> int:
@@ -147,40 +149,3 @@ def within_tolerance(predicted: int, measured: int) -> bool:
     """Within ±5 % of the measurement or ±256 MiB, whichever is larger."""
     return abs(predicted - measured) <= max(TOLERANCE_BYTES, TOLERANCE_FRACTION * measured)
 
-
-# -- llama.cpp's buffer sizes, from its log ------------------------------------------------------------
-
-_BUFFER_LINE = re.compile(
-    r"(?P<name>[A-Za-z][A-Za-z0-9_]*)\s+(?P<kind>model|KV|output|compute|RS)\s+buffer size\s*=\s*"
-    r"(?P<mib>[0-9]+(?:\.[0-9]+)?)\s*MiB"
-)
-
-
-def parse_buffer_sizes(text: str) -> dict[str, dict[str, int]]:
-    """llama.cpp's "<buffer> <kind> buffer size = N MiB" log lines: {"CUDA0": {"model": …, "kv": …}}.
-
-    Model and KV buffers are allocated once per load and added up; compute and output buffers are
-    reallocated when the scheduler reserves again (the log repeats them): the last size is the one held.
-    """
-    sizes: dict[str, dict[str, int]] = {}
-    for m in _BUFFER_LINE.finditer(text):
-        kind = m["kind"].lower()
-        by_kind = sizes.setdefault(m["name"], {})
-        size = round(float(m["mib"]) * MIB)
-        by_kind[kind] = size if kind in ("compute", "output") else by_kind.get(kind, 0) + size
-    return sizes
-
-
-def is_device_buffer(name: str) -> bool:
-    """CUDA0, Vulkan0…: GPU memory. CPU, CPU_Mapped, CUDA_Host (pinned system RAM): not."""
-    return not (name.upper().startswith("CPU") or "host" in name.lower())
-
-
-def device_buffer_total(sizes: dict[str, dict[str, int]], kind: str | None = None) -> int:
-    return sum(
-        size
-        for name, kinds in sizes.items()
-        if is_device_buffer(name)
-        for k, size in kinds.items()
-        if kind is None or k == kind
-    )

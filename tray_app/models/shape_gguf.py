@@ -1,14 +1,18 @@
-"""GGUF files of a real model's *shape* (a 7B Q4_K_M) whose weights take no disk space.
+"""GGUF files of a real model's *shape* whose weights take no disk space (Llama, Mistral, Qwen2, Gemma).
 
 The header (metadata, tokenizer, tensor descriptions with their real quantisation types) is written
 normally; the data section is then reserved with ``truncate``, which on Linux and macOS makes a sparse
 file: a "4,1 Go" model costs a few hundred KB of disk and milliseconds to write. The weights read as
-zeros. Planning and header tests use these files through the real reader; the memory measurements on a
-GPU can load them too (llama.cpp does not care what the weights are to measure VRAM).
+zeros. Planning and header tests use these files through the real reader; the memory measurements (a GPU,
+or Mesa's software Vulkan device in the tests) load them too: llama.cpp does not care what the weights
+are to measure memory.
 
-The quantisation mix follows llama.cpp's ``llama_tensor_get_type`` for Q4_K_M: Q4_K everywhere, Q6_K
-for ``attn_v`` and ``ffn_down`` on the first and last eighth of the layers and every third layer in
-between, Q6_K for ``output``.
+Families: the architecture's own tensors and metadata (Qwen2's attention biases, Gemma's 256-wide heads
+and tied output, Llama 3.2's tied output), with a small SentencePiece vocabulary of the real size (the
+tokenizer's kind changes nothing in memory). The quantisation mix follows llama.cpp's
+``llama_tensor_get_type`` for Q4_K_M: Q4_K everywhere, Q6_K for ``attn_v`` and ``ffn_down`` on the first
+and last eighth of the layers and every third layer in between, Q6_K for ``output``; a row whose length is
+not a multiple of 256 falls back as llama.cpp does (Q4_K → Q5_0, Q6_K → Q8_0).
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from tray_app.models.synthetic_gguf import add_llama_shape
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class ModelShape:
     n_ctx_train: int
     file_type: str = "Q4_K_M"  # Q3_K_M, Q3_K_L, IQ4_XS, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0 or F16
     n_merges: int = 0  # BPE merges (GPT-2-style tokenizers: Llama 3, Qwen): most of such a header's bytes
+    architecture: str = "llama"  # llama, qwen2, gemma
+    head_dim: int = 0  # 0: n_embd / n_head
+    tied_output: bool = False  # no output.weight: the token embedding serves both (always for Gemma)
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.n_embd // self.n_head
 
 
 # Mistral-7B-Instruct-v0.3's shape: Q4_K_M is 4,1 Go (4.4 GB), 32 layers, 8 KV heads of 128.
@@ -45,6 +54,47 @@ MISTRAL_7B_Q4_K_M = ModelShape(
     n_head_kv=8,
     n_vocab=32768,
     n_ctx_train=32768,
+)
+# Llama-3.2-1B-Instruct: Llama 3's grouped-query attention (32 heads, 8 for K/V, of 64), its 128 256-token
+# vocabulary, tied output; 0,8 Go in Q4_K_M.
+LLAMA32_1B_Q4_K_M = ModelShape(
+    name="Llama 3.2 1B Instruct (forme seule)",
+    n_layers=16,
+    n_embd=2048,
+    n_ff=8192,
+    n_head=32,
+    n_head_kv=8,
+    n_vocab=128256,
+    n_ctx_train=131072,
+    tied_output=True,
+)
+# Qwen2.5-0.5B-Instruct: Qwen2's biases on Q, K and V, 14 heads and 2 for K/V of 64, rows of 896 values
+# (not a multiple of 256: Q5_0/Q8_0 fallbacks), 151 936 tokens, tied output.
+QWEN25_05B_Q4_K_M = ModelShape(
+    name="Qwen2.5 0.5B Instruct (forme seule)",
+    n_layers=24,
+    n_embd=896,
+    n_ff=4864,
+    n_head=14,
+    n_head_kv=2,
+    n_vocab=151936,
+    n_ctx_train=32768,
+    architecture="qwen2",
+    tied_output=True,
+)
+# Gemma-2B-it (Gemma 1): multi-query attention (8 heads, one for K/V) of 256 values, 256 000 tokens, tied.
+GEMMA_2B_Q4_K_M = ModelShape(
+    name="Gemma 2B it (forme seule)",
+    n_layers=18,
+    n_embd=2048,
+    n_ff=16384,
+    n_head=8,
+    n_head_kv=1,
+    n_vocab=256000,
+    n_ctx_train=8192,
+    architecture="gemma",
+    head_dim=256,
+    tied_output=True,
 )
 
 
@@ -67,8 +117,8 @@ def _more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) -> Path:
-    """Write a llama-architecture GGUF of ``shape`` with sparse (zero) weights; returns ``path``."""
+def write_shape_only(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) -> Path:
+    """Write a GGUF of ``shape`` (its architecture's tensors) with sparse (zero) weights; returns ``path``."""
     import gguf
 
     q = gguf.GGMLQuantizationType
@@ -83,11 +133,27 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
         raise ValueError(f"unsupported file type {shape.file_type}")
     base, more, out_type = mixes[shape.file_type]
     ftype = gguf.LlamaFileType["MOSTLY_" + shape.file_type]
-    head_dim = shape.n_embd // shape.n_head
-    n_kv = head_dim * shape.n_head_kv
+    if shape.architecture not in ("llama", "qwen2", "gemma"):
+        raise ValueError(f"unsupported architecture {shape.architecture}")
+    # a row whose length is not a multiple of the type's block falls back as llama.cpp does
+    fallback = {q.Q3_K: q.IQ4_NL, q.IQ4_XS: q.IQ4_NL, q.Q4_K: q.Q5_0, q.Q5_K: q.Q5_1, q.Q6_K: q.Q8_0}
+    head = shape.head_size
+    n_q, n_kv = head * shape.n_head, head * shape.n_head_kv
+    tied = shape.tied_output or shape.architecture == "gemma"
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    add_llama_shape(writer, shape)
+    writer = gguf.GGUFWriter(str(path), shape.architecture)
+    writer.add_name(shape.name)
+    writer.add_context_length(shape.n_ctx_train)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layers)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_rope_dimension_count(head)
+    writer.add_layer_norm_rms_eps(1e-6 if shape.architecture != "llama" else 1e-5)
+    if shape.head_dim:
+        writer.add_key_length(head)
+        writer.add_value_length(head)
     writer.add_file_type(ftype)
     writer.add_vocab_size(shape.n_vocab)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
@@ -106,7 +172,11 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
     writer.add_chat_template("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}")
 
     def tensor(name: str, rows: int, cols: int, qtype: gguf.GGMLQuantizationType) -> None:
-        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        block, _ = gguf.GGML_QUANT_SIZES[qtype]
+        if cols % block:
+            qtype = fallback.get(qtype, q.Q8_0)
+            block, _ = gguf.GGML_QUANT_SIZES[qtype]
+        type_size = gguf.GGML_QUANT_SIZES[qtype][1]
         nbytes = rows * cols // block * type_size
         shape_np = (rows, cols) if rows > 1 else (cols,)
         writer.add_tensor_info(name, shape_np, np.dtype(np.float32), nbytes, raw_dtype=qtype)
@@ -117,16 +187,21 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
         p = f"blk.{i}."
         wide = more if _more_bits(i, shape.n_layers) else base
         tensor(p + "attn_norm.weight", 1, shape.n_embd, f32)
-        tensor(p + "attn_q.weight", shape.n_embd, shape.n_embd, base)
+        tensor(p + "attn_q.weight", n_q, shape.n_embd, base)
         tensor(p + "attn_k.weight", n_kv, shape.n_embd, base)
         tensor(p + "attn_v.weight", n_kv, shape.n_embd, wide)
-        tensor(p + "attn_output.weight", shape.n_embd, shape.n_embd, base)
+        if shape.architecture == "qwen2":
+            tensor(p + "attn_q.bias", 1, n_q, f32)
+            tensor(p + "attn_k.bias", 1, n_kv, f32)
+            tensor(p + "attn_v.bias", 1, n_kv, f32)
+        tensor(p + "attn_output.weight", shape.n_embd, n_q, base)
         tensor(p + "ffn_norm.weight", 1, shape.n_embd, f32)
         tensor(p + "ffn_gate.weight", shape.n_ff, shape.n_embd, base)
         tensor(p + "ffn_up.weight", shape.n_ff, shape.n_embd, base)
         tensor(p + "ffn_down.weight", shape.n_embd, shape.n_ff, wide)
     tensor("output_norm.weight", 1, shape.n_embd, f32)
-    tensor("output.weight", shape.n_vocab, shape.n_embd, out_type)
+    if not tied:
+        tensor("output.weight", shape.n_vocab, shape.n_embd, out_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -140,3 +215,8 @@ def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) ->
     with open(path, "r+b") as f:
         f.truncate(data_start + data)  # sparse: no disk blocks for the zeros
     return path
+
+
+def write_shape_only_llama(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) -> Path:
+    """The llama-architecture writer's former name (the shapes of Mistral and Llama 3 are llama's)."""
+    return write_shape_only(path, shape)
