@@ -6,6 +6,10 @@
 #   bash scripts/dev.sh install      only install
 # llama-cpp-python compiles llama.cpp (~5 min on 2 cores): the first build is kept as a portable wheel
 # (-DGGML_NATIVE=OFF, runs on any x86-64) in the wheel cache and reused by every later install.
+# `install` and `test` also build, once, the same llama.cpp with its Vulkan backend for the tests marked
+# `vulkan` (scripts/build_llama_vulkan.sh: Debian's cmake, glslc, libvulkan-dev and Mesa's software Vulkan
+# device; cached beside the wheel; the CPU package of .venv stays as it is). DESKTOP_MATE_VULKAN=0 skips
+# that build: deselect those tests then (-m "not vulkan").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +43,20 @@ llama_wheel() {
   fi
 }
 
+# The Vulkan build of llama.cpp for tests/vulkan (see the header). A machine that cannot build it at all
+# (not Linux, no right to install Debian packages) leaves the reason beside the cache: those tests skip.
+llama_vulkan() {
+  [ "${DESKTOP_MATE_VULKAN:-1}" = 0 ] && return 0
+  local rc=0 out
+  out="$(DESKTOP_MATE_WHEEL_CACHE="$WHEEL_CACHE" bash scripts/build_llama_vulkan.sh)" || rc=$?
+  rm -f "$WHEEL_CACHE/llama-vulkan-$LLAMA_VERSION.unavailable"
+  case $rc in
+    0) ;;
+    77) printf '%s\n' "$out" > "$WHEEL_CACHE/llama-vulkan-$LLAMA_VERSION.unavailable"; say "$out" ;;
+    *) echo "$out" >&2; exit 1 ;;
+  esac
+}
+
 install() {
   system_libraries
   [ -x "$VENV/bin/python" ] || { say "Environnement Python dans $VENV"; python3 -m venv "$VENV"; }
@@ -64,9 +82,9 @@ checks() {
 cmd="${1:-run}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  install) install ;;
+  install) install; llama_vulkan ;;
   run) install; exec "$VENV/bin/desktop-mate-tray" "$@" ;;
   check) install; checks ;;
-  test) install; checks; exec "$VENV/bin/python" -m pytest "$@" ;;
+  test) install; llama_vulkan; checks; exec "$VENV/bin/python" -m pytest "$@" ;;
   *) echo "usage: bash scripts/dev.sh run|test|check|install [ARGS]" >&2; exit 2 ;;
 esac
