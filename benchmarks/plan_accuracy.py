@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.lavapipe import MIB, Footprint, VulkanEngine, find_engine, footprint, limited_python, vm_peak  # noqa: E402
-from tray_app.hardware.llama_buffers import device_buffer_total  # noqa: E402
+from benchmarks.lavapipe import MIB, Footprint, VulkanEngine, find_engine, footprint, limited_python, vm_peak
+from tray_app.hardware.llama_buffers import device_buffer_total
 
 MARGIN = 256 * MIB
 LAVAPIPE = ("llvmpipe", "mesa")  # the card key's name and driver (calibrated: no overhead beyond its buffers)

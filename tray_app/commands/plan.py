@@ -225,7 +225,8 @@ def _free_gpu(free_mib: int) -> GpuView:
     )
 
 
-def _measured_gpu(backend: LlamaBackend) -> GpuView:
+def _measured_gpu(backend: LlamaBackend | None = None) -> GpuView:
+    """The first NVIDIA card as NVML sees it; ``backend``: the engine (default: asked to llama_cpp itself)."""
     from tray_app.hardware.gpu import default_nvml_reader
 
     try:
@@ -239,6 +240,8 @@ def _measured_gpu(backend: LlamaBackend) -> GpuView:
     if not readings:
         return GpuView("none", "", None, None, False, reason or "pas de carte NVIDIA détectée")
     gpu = readings[0]
+    if backend is None:
+        backend = detect_llama_backend()
     note = "" if backend.gpu_offload else backend.summary
     if gpu.memory_free is None:  # unknown, not 0: no budget to plan with, so the processor
         note = ("la carte ne dit pas combien de mémoire est libre : le modèle reste sur le processeur. "
