@@ -9,27 +9,31 @@ Shared by ``benchmarks/plan_accuracy.py`` and the tests marked ``vulkan`` (``tes
 * **The device**: lavapipe is a CPU-type Vulkan device, which ggml-vulkan uses only when
   ``GGML_VK_VISIBLE_DEVICES`` names it; ``VK_ICD_FILENAMES`` keeps Mesa's other (hardware) drivers out,
   so lavapipe is device 0. Layers really go to a Vulkan device and buffers are really allocated there.
-* **A card of a given size** (:func:`limited_python`): lavapipe's device memory is the runner's own
-  memory, so a limit on the runner's address space (``RLIMIT_AS``) makes a load that does not fit really
-  fail, as on a full card. The limit is the runner's own footprint without its device buffers (measured
-  with one layer offloaded: :func:`footprint`) plus the device budget.
+* **A card of a given size** (:func:`budget_python`): lavapipe's device memory is the runner's own
+  memory, and no limit of the operating system tells the two apart (measured: a runner's peak address
+  space is the same with 1 or all 17 layers of Llama 3.2 1B offloaded, the weights moved to the device
+  replacing the file mapping they came from). So the device itself is made small: a tiny preloaded
+  library (``vk_device_budget.c``) makes ``vkAllocateMemory`` fail with ``VK_ERROR_OUT_OF_DEVICE_MEMORY``
+  beyond the budget, as a full card does; llama.cpp then fails the load as it would on that card.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from tray_app.hardware.llama_buffers import BufferSizes, device_buffer_total
 
 MIB = 1024 * 1024
 ICD_GLOB = "lvp_icd*.json"
 ICD_DIRS = (Path("/usr/share/vulkan/icd.d"), Path("/etc/vulkan/icd.d"), Path("/usr/local/share/vulkan/icd.d"))
 ENGINE_ENV = "DESKTOP_MATE_VULKAN_LIB"  # a folder of Vulkan-built libraries, instead of the cached build
+BUDGET_SOURCE = Path(__file__).with_name("vk_device_budget.c")
+BUDGET_ENV = "DM_VK_DEVICE_BUDGET"  # read by vk_device_budget.c: bytes of device memory
 
 
 @dataclass(frozen=True)
@@ -75,35 +79,24 @@ def find_engine() -> tuple[VulkanEngine | None, str]:
     return VulkanEngine(lib, icds[0]), ""
 
 
-def limited_python(folder: Path, address_space: int) -> Path:
-    """An executable that runs this Python with the address space limited to ``address_space`` bytes (a
-    shell script: ``ulimit -v`` then ``exec``), for :class:`~tray_app.host.runner.Runner`'s ``python``."""
-    script = folder / f"python-limited-{address_space // MIB}m.sh"
-    script.write_text(f"#!/bin/sh\nulimit -v {address_space // 1024}\nexec '{sys.executable}' \"$@\"\n",
-                      encoding="utf-8")
+def device_budget_library(folder: Path) -> Path:
+    """The device-budget library (``vk_device_budget.c``) compiled into ``folder`` (a C compiler is part of
+    the Vulkan build's tools); a fresh copy per caller, under a second."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc) to build benchmarks/vk_device_budget.c: install gcc")
+    library = folder / "vk_device_budget.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(BUDGET_SOURCE), "-ldl", "-lpthread"],
+                   check=True, capture_output=True)
+    return library
+
+
+def budget_python(folder: Path, library: Path, device_budget: int) -> Path:
+    """An executable that runs this Python with lavapipe limited to ``device_budget`` bytes of device memory
+    (a shell script: the library preloaded, then ``exec``), for :class:`~tray_app.host.runner.Runner`'s
+    ``python``: a load whose device buffers do not fit fails as on a full card."""
+    script = folder / f"python-device-{device_budget}.sh"
+    script.write_text(f"#!/bin/sh\nexport LD_PRELOAD='{library}' {BUDGET_ENV}={device_budget}\n"
+                      f"exec '{sys.executable}' \"$@\"\n", encoding="utf-8")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return script
-
-
-def vm_peak(pid: int) -> int:
-    """The process's peak address space (``VmPeak``), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace").splitlines():
-        if line.startswith("VmPeak:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmPeak for {pid}")
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """What a runner takes outside its device buffers (address space), measured with one layer offloaded."""
-
-    address_space: int  # VmPeak − device buffers
-    device: int  # the one-layer load's device buffers
-
-    def limit_for(self, device_budget: int, slack: int = 64 * MIB) -> int:
-        return self.address_space + device_budget + slack
-
-
-def footprint(vm_peak_bytes: int, buffers: BufferSizes) -> Footprint:
-    device = device_buffer_total(buffers)
-    return Footprint(vm_peak_bytes - device, device)

@@ -5,7 +5,7 @@ budgets. Prints a table (``--json``: one object per case).
     .venv/bin/python benchmarks/plan_accuracy.py [--quick] [--json] [--out FILE] [--models demo,qwen25-05b]
 
 Here the device is Mesa's software Vulkan device, lavapipe (``benchmarks/lavapipe.py``: the Vulkan build
-of llama.cpp that ``bash scripts/dev.sh install`` caches, the runner's memory limited to the budget, so
+of llama.cpp that ``bash scripts/dev.sh install`` caches, its device memory limited to the budget, so
 that a load that does not fit really fails). On an NVIDIA card, ``benchmarks/gpu_vram_check.py`` adds
 the third figure only a card has: NVML's per-process memory beside the prediction and the buffers.
 
@@ -18,8 +18,8 @@ q8_0 × a budget: "all" (1,2 × what a full offload takes) or "tight" (60 % of i
   the free memory it sees minus the same device budget;
 * **predicted / allocated**: the dry run's device bytes at our layers, and the device buffers llama.cpp
   logged after a real load of the plan (``error`` = predicted − allocated, in % of allocated);
-* **load failed**: the real load under a memory limit of the budget (plus the runner's own footprint,
-  measured with one layer offloaded).
+* **load failed**: the real load of the plan on a device of exactly the budget (``benchmarks/lavapipe.py``:
+  lavapipe's allocations beyond it fail as on a full card).
 
 Also the plan's own time for a 7B-shape file (Mistral 7B): uncached (the probe's dry runs) and cached.
 Targets (issue 14): |error| ≤ 2 % on every case; 0 failed loads; layers ours ≥ fit; a cached plan
@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.lavapipe import MIB, Footprint, VulkanEngine, find_engine, footprint, limited_python, vm_peak
+from benchmarks.lavapipe import MIB, VulkanEngine, budget_python, device_budget_library, find_engine
 from tray_app.hardware.llama_buffers import device_buffer_total
 
 MARGIN = 256 * MIB
@@ -188,7 +188,6 @@ def fit_layers(model: Path, ctx: int, kv: str, budget: int) -> tuple[int | None,
 @dataclass
 class Load:
     buffers: dict[str, dict[str, int]]
-    vm_peak: int | None
     failed: bool
     failure: str = ""
 
@@ -198,35 +197,23 @@ class Load:
 
 
 def load(config: Any, workdir: Path, *, python: Path | None = None, timeout: float = LOAD_TIMEOUT_S) -> Load:
-    """A real load in the product's runner; its device buffers as llama.cpp logged them, its peak address
-    space, or how it failed."""
+    """A real load in the product's runner; its buffers as llama.cpp logged them, or how it failed."""
     from tray_app.host.runner import Runner
     from tray_app.host.runner_errors import RunnerError
 
     runner = Runner(config, log_file=workdir / "runner.log", python=str(python) if python else None)
     try:
         runner.load(timeout)
-        return Load(runner.engine_buffers, vm_peak(runner.pid or 0), False)
+        return Load(runner.engine_buffers, False)
     except RunnerError as exc:
-        return Load(runner.engine_buffers, None, True, f"{exc.kind.value}: {exc.detail}"[:300])
+        return Load(runner.engine_buffers, True, f"{exc.kind.value}: {exc.detail}"[:300])
     finally:
         runner.stop()
         runner.close_log()
 
 
-def runner_footprint(model: Path, ctx: int, kv: str, workdir: Path) -> Footprint:
-    """The runner's address space beside its device buffers: a load with one layer offloaded."""
-    from tray_app.planning.runner_config import RunnerConfig
-
-    config = RunnerConfig(str(model), n_gpu_layers=1, n_ctx=ctx, n_batch=min(512, ctx), n_ubatch=min(512, ctx),
-                          n_threads=1, n_threads_batch=1, type_k=kv, type_v=kv, flash_attn=kv != "f16")
-    done = load(config, workdir)
-    if done.failed or done.vm_peak is None:
-        raise RuntimeError(f"one-layer load failed: {done.failure}")
-    return footprint(done.vm_peak, done.buffers)
-
-
-def measure(case: Case, folder: Path, cache: Any, footprints: dict[tuple[str, int, str], Footprint]) -> Row:
+def measure(case: Case, folder: Path, cache: Any, library: Path) -> Row:
+    """One case (``library``: :func:`~benchmarks.lavapipe.device_budget_library`)."""
     from tray_app.models.gguf_info import read_model_info
 
     model = model_file(case.model, folder)
@@ -246,11 +233,7 @@ def measure(case: Case, folder: Path, cache: Any, footprints: dict[tuple[str, in
     row.layers_fit, why = fit_layers(model, case.ctx, case.kv, row.budget_bytes)
     if why:
         row.notes.append(f"fit: {why}")
-    key = (case.model, case.ctx, case.kv)
-    if key not in footprints:
-        footprints[key] = runner_footprint(model, case.ctx, case.kv, folder)
-    limit = footprints[key].limit_for(row.budget_bytes)
-    done = load(plan.to_runner_config(), folder, python=limited_python(folder, limit))
+    done = load(plan.to_runner_config(), folder, python=budget_python(folder, library, row.budget_bytes))
     row.load_failed = done.failed
     if done.failed:
         row.notes.append(f"load: {done.failure}")
@@ -349,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="plan-accuracy-") as tmp:
         folder = Path(tmp)
         cache = DryRunCache(folder / "dry_runs.json")
-        footprints: dict[tuple[str, int, str], Footprint] = {}
+        library = device_budget_library(folder)
         for case in cases(models, args.quick):
             started = time.monotonic()
-            rows.append(measure(case, folder, cache, footprints))
+            rows.append(measure(case, folder, cache, library))
             print(f"{case.id}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         timing = None if args.no_timing else plan_timing(folder, folder)
     document = {"device": "lavapipe (Mesa, Vulkan on the CPU)", "cases": [r.to_dict() for r in rows],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import plan_accuracy
-from benchmarks.lavapipe import limited_python
+from benchmarks.lavapipe import budget_python, device_budget_library
 from tests.conftest import run_cli
 from tray_app.hardware.llama_buffers import device_buffer_total
 from tray_app.host.fallback import ladder_from_plans
@@ -60,10 +60,10 @@ def test_the_dry_run_predicts_what_a_real_load_allocates(on_lavapipe, shapes, tm
 @pytest.mark.parametrize("model", MODELS)
 def test_a_planned_budget_loads_with_at_least_llama_cpps_own_layers(on_lavapipe, shapes, tmp_path, model):
     case = plan_accuracy.Case(model, 4096, "f16", "tight")
-    row = plan_accuracy.measure(case, shapes, DryRunCache(tmp_path / "dry_runs.json"), {})
+    row = plan_accuracy.measure(case, shapes, DryRunCache(tmp_path / "dry_runs.json"), device_budget_library(tmp_path))
     assert row.plan_source == "llama.cpp", row.notes
     assert 0 < (row.layers_ours or 0) <= row.n_layers  # a real partial offload
-    assert not row.load_failed, row.notes  # under a memory limit of the budget
+    assert not row.load_failed, row.notes  # on a device of exactly the budget
     assert row.allocated is not None and row.allocated <= row.budget_bytes
     assert row.error_pct is not None and abs(row.error_pct) <= 2.0
     assert row.layers_fit is not None, row.notes
@@ -77,14 +77,14 @@ def test_a_budget_too_small_walks_the_ladder_for_real_and_the_user_is_told(on_la
     full = plan_accuracy.full_offload_bytes(path, info.n_layers, 2048, "f16", cache)
     plan, _timing = plan_accuracy.make_plan_for(path, 2048, "f16", int(full * 1.2), cache)
     assert plan.mode == "gpu"  # planned for a card with room for everything…
-    room = int(full * 0.35)  # …but the card really has a third of it
-    limit = plan_accuracy.runner_footprint(path, 2048, "f16", tmp_path).limit_for(room)
+    room = int(full * 0.5)  # …but the device really has half of it
+    python = budget_python(tmp_path, device_budget_library(tmp_path), room)
     ladder_plans = safer_plans(plan)
     events: list[HostEvent] = []
     supervisor = Supervisor(
         plan.to_runner_config(),
         ladder=lambda base: ladder_from_plans(ladder_plans, str(path), base),
-        runner_factory=functools.partial(Runner, python=str(limited_python(tmp_path, limit))),
+        runner_factory=functools.partial(Runner, python=str(python)),
         log_file=tmp_path / "runner.log",
         load_timeout_s=300,
     )
