@@ -377,7 +377,8 @@ def _most_layers_measured(
 ) -> tuple[tuple[int, bool] | None, EngineBuffers | None]:
     """The biggest offload within the budget by llama.cpp's dry run (searched from the formula's answer),
     with the dry run's figures for it. Raises :class:`_DryRunFailed` when the dry run cannot answer."""
-    assert inputs.free_vram is not None and inputs.budget is not None
+    if inputs.free_vram is None or inputs.budget is None:  # make_plan asks only with a card and a budget
+        raise _DryRunFailed("no graphics card to plan for")
     available = inputs.budget.available(inputs.free_vram)
     n = inputs.model.n_layers
     seen: dict[int, EngineBuffers] = {}
