@@ -116,21 +116,23 @@ def test_a_processor_only_runner_leaves_the_vulkan_device_alone(on_lavapipe, tin
 
 def test_plan_shows_llama_cpp_beside_the_formula_and_plans_again_from_the_cache(on_lavapipe, shapes):
     path = plan_accuracy.model_file("qwen25-05b", shapes)
-    first = run_cli("plan", str(path), "--free-mib", "400", "--margin-mib", "128", "--json", timeout=300)
+    # 700 MiB free: 128 kept for the others, Vulkan's usual 256 for the driver (nothing calibrated yet),
+    # 316 for llama.cpp's buffers: part of the 410 MiB the whole model takes at 4 096 tokens
+    first = run_cli("plan", str(path), "--free-mib", "700", "--margin-mib", "128", "--json", timeout=300)
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     plan = doc["plan"]
     assert doc["engine"]["gpu_backend"] == "vulkan" and plan["vram_source"] == "llama.cpp"
     assert plan["mode"] == "partial" and plan["budget"]["margin"] == 128 * MIB
-    assert plan["vram"]["used"] + plan["vram"]["margin"] <= 400 * MIB
+    assert plan["vram"]["used"] + plan["vram"]["margin"] <= 700 * MIB
     difference = plan["formula"]["difference"]
     assert difference["used"] == plan["vram"]["used"] - plan["formula"]["vram"]["used"]
     assert doc["timing"]["probe_runs"] >= 2
-    again = run_cli("plan", str(path), "--free-mib", "400", "--margin-mib", "128", "--json", timeout=120)
+    again = run_cli("plan", str(path), "--free-mib", "700", "--margin-mib", "128", "--json", timeout=120)
     doc2 = json.loads(again.stdout)
     assert doc2["timing"]["probe_runs"] == 0 and doc2["timing"]["cached_runs"] >= 2
     assert doc2["plan"]["gpu_layers"] == plan["gpu_layers"]
-    text = run_cli("plan", str(path), "--free-mib", "400", timeout=120).stdout
+    text = run_cli("plan", str(path), "--free-mib", "700", "--margin-mib", "128", timeout=120).stdout
     assert "llama.cpp    formule" in text and "il reste" in text and "Traceback" not in text
 
 
