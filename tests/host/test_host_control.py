@@ -161,7 +161,7 @@ def _calibrated_control(settings, runner_mib: int | None):
     status = HostStatus(HostState.READY, "", config, 4242, (4242,), None, 1.0, None, (), 300.0, 0,
                         engine_buffers={"CUDA0": {"model": 2800 * mib, "kv": 256 * mib, "compute": 100 * mib},
                                         "CUDA_Host": {"compute": 20 * mib}})
-    control.host = _Host(_Supervisor(status, config))  # type: ignore[assignment]  # a stand-in with only what the calibration reads
+    control.host = _Host(_Supervisor(status, config))  # a stand-in with only what the calibration reads
     control._on_host_event(HostEvent(EventKind.STATE, HostState.LOADING, "", config=config))
     control._on_host_event(HostEvent(EventKind.STATE, HostState.READY, "", config=config, pid=4242))
     return control

@@ -138,7 +138,7 @@ def test_progress_follows_llama_cpp_markers_and_the_dots():
 
 
 def test_llama_cpps_buffer_lines_are_kept_as_figures():
-    watcher = OutputWatcher(stream=None, sink=None)  # type: ignore[arg-type]  # no stream: lines are fed by hand
+    watcher = OutputWatcher(stream=None, sink=None)  # no stream: lines are fed by hand
     watcher.feed("load_tensors:      Vulkan0 model buffer size =  3847.55 MiB\n"
                  "load_tensors:  CPU_Mapped model buffer size =   281.81 MiB\n"
                  "llama_kv_cache:    Vulkan0 KV buffer size =   512.00 MiB\n"
