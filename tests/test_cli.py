@@ -73,3 +73,20 @@ def _reset_logging():
         if getattr(handler, "_desktop_mate", False):
             root.removeHandler(handler)
             handler.close()
+
+
+def test_doctor_says_what_was_measured_on_this_card():
+    from tray_app.hardware.gpu_calibration import CalibrationBook, card_key
+    from tray_app.hardware.llama_backend import detect_llama_backend
+    from tray_app.settings import Settings
+
+    settings = Settings.load(app_paths().settings_file)
+    key = card_key("NVIDIA GeForce RTX 4050 Laptop GPU", "566.36", detect_llama_backend(ask_library=False).gpu_backend)
+    book = CalibrationBook()
+    book.learn_from_load(key, 900 << 20, 600 << 20)
+    book.save(settings)
+    text = run_cli("doctor", env={"DESKTOP_MATE_NVML_REPLAY": str(RTX4050_RECORDING)}).stdout
+    assert "Le plan mémoire est fait pour ce moteur : processeur." in text
+    assert "Mesuré sur cette carte : 300 Mo pour le pilote en plus des tampons du modèle" in text
+    data = json.loads(run_cli("doctor", "--json", env={"DESKTOP_MATE_NVML_REPLAY": str(RTX4050_RECORDING)}).stdout)
+    assert data["calibration"]["overhead"] == 300 << 20

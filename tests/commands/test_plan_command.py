@@ -114,3 +114,23 @@ def test_text_for_a_measured_card_without_gpu_backend(demo_gguf: Path):
     text = render_text(info, gpu, plan)
     assert "4,7 Go libres sur 6,0 Go" in text and "processeur seulement" in text
     assert "Le moteur installé ne sait pas utiliser la carte graphique" in text
+
+
+def test_text_shows_the_cards_calibration_and_why_the_margin(sparse_7b: Path):
+    from tray_app.hardware.gpu_calibration import CalibrationBook
+    from tray_app.monitoring.history import OtherVramUse
+    from tray_app.planning.vram_budget import make_budget
+
+    info = read_model_info(sparse_7b)
+    gpu = _assumed_gpu(6144)
+    calibration = CalibrationBook().learn_from_load("RTX 4050 Laptop|566.36|vulkan", 900 * MIB, 600 * MIB)
+    others = OtherVramUse(now=1350 * MIB, peak=1800 * MIB, low=1300 * MIB, seconds=1200.0, samples=1200)
+    assert gpu.free is not None
+    budget = make_budget(free_vram=gpu.free, total_vram=gpu.total, overhead=calibration.overhead,
+                         calibration=calibration, others=others)
+    plan = make_plan(info, free_vram=gpu.free, total_vram=gpu.total, cpu=CPU, budget=budget)
+    text = render_text(info, gpu, plan)
+    assert "Pilote : 300 Mo pour le pilote en plus des tampons du modèle (RTX 4050 Laptop, pilote 566.36, " \
+           "vulkan ; 1 chargement mesuré)." in text
+    assert "Marge : depuis 20 minutes, vos autres programmes ont utilisé jusqu'à 450 Mo de plus" in text
+    assert f"{plan.gpu_layers} couches sur 32 dans la carte graphique : il reste" in plan.explain_fr()
