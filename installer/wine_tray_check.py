@@ -118,8 +118,18 @@ class Check:
 
     # -- the screen --------------------------------------------------------------------------------
     def screen(self) -> Image:
-        data = subprocess.run(["xwd", "-root", "-silent"], check=True, capture_output=True, timeout=30).stdout
-        return read_xwd(data)
+        """The whole X screen. xwd reads the root window in two X requests; a window mapped or unmapped
+        in between (a menu opening) makes the second one fail with BadMatch, so a failed read is tried
+        again, and only a screen that cannot be read three times in a row stops the check."""
+        for attempt in range(3):
+            done = subprocess.run(["xwd", "-root", "-silent"], capture_output=True, timeout=30)
+            if done.returncode == 0:
+                return read_xwd(done.stdout)
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            why = lines[0] if lines else f"code {done.returncode}"
+            print(f"  (capture d'écran manquée, essai {attempt + 1} : {why})", flush=True)
+            time.sleep(0.3)
+        raise RuntimeError("xwd ne peut pas lire l'écran X")
 
     def shot(self, name: str, crop: list[int] | None = None, image: Image | None = None) -> Path:
         image = image or self.screen()
