@@ -87,6 +87,6 @@ def test_doctor_says_what_was_measured_on_this_card():
     book.save(settings)
     text = run_cli("doctor", env={"DESKTOP_MATE_NVML_REPLAY": str(RTX4050_RECORDING)}).stdout
     assert "Le plan mémoire est fait pour ce moteur : processeur." in text
-    assert "Mesuré sur cette carte : 300 Mo pour le pilote en plus des tampons du modèle" in text
+    assert "Pilote, mesuré sur cette carte : 300 Mo en plus des tampons du modèle" in text
     data = json.loads(run_cli("doctor", "--json", env={"DESKTOP_MATE_NVML_REPLAY": str(RTX4050_RECORDING)}).stdout)
     assert data["calibration"]["overhead"] == 300 << 20

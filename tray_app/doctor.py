@@ -115,7 +115,7 @@ def render_text(r: DoctorReport) -> str:
     if r.llama.installed:
         lines.append(f"  Le plan mémoire est fait pour ce moteur : {r.llama.name_fr}.")
     if r.calibration is not None:
-        lines.append(f"  Mesuré sur cette carte : {r.calibration.describe_fr()}.")
+        lines.append(f"  Pilote, mesuré sur cette carte : {r.calibration.describe_fr()}.")
     elif r.gpus and r.llama.gpu_offload:
         lines.append("  Pas encore mesuré sur cette carte : ce sera fait au premier chargement du modèle.")
     lines.append("")

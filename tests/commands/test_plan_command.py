@@ -130,7 +130,7 @@ def test_text_shows_the_cards_calibration_and_why_the_margin(sparse_7b: Path):
                          calibration=calibration, others=others)
     plan = make_plan(info, free_vram=gpu.free, total_vram=gpu.total, cpu=CPU, budget=budget)
     text = render_text(info, gpu, plan)
-    assert "Pilote : 300 Mo pour le pilote en plus des tampons du modèle (RTX 4050 Laptop, pilote 566.36, " \
+    assert "Pilote : 300 Mo en plus des tampons du modèle (RTX 4050 Laptop, pilote 566.36, " \
            "vulkan ; 1 chargement mesuré)." in text
     assert "Marge : depuis 20 minutes, vos autres programmes ont utilisé jusqu'à 450 Mo de plus" in text
     assert f"{plan.gpu_layers} couches sur 32 dans la carte graphique : il reste" in plan.explain_fr()

@@ -41,7 +41,7 @@ def test_kept_in_the_settings_per_card_driver_and_backend(settings: Settings):
     other_driver = card_key("NVIDIA GeForce RTX 4050 Laptop GPU", "572.16", "vulkan")
     assert overhead_for(again, other_driver, "cuda") == (default_overhead("cuda"), None)
     text = again.get(KEY).describe_fr()
-    assert text.startswith("200 Mo pour le pilote en plus des tampons du modèle (NVIDIA GeForce RTX 4050")
+    assert text.startswith("200 Mo en plus des tampons du modèle (NVIDIA GeForce RTX 4050")
     assert "1 chargement mesuré" in text
 
 

@@ -217,7 +217,7 @@ def _free_gpu(free_mib: int) -> GpuView:
     free = free_mib * MIB
     return GpuView(
         source="assumed",
-        name=f"carte supposée avec {size_fr(free)} libres",
+        name="carte supposée",
         free=free,
         total=free,
         offload_supported=True,

@@ -59,7 +59,7 @@ class Calibration:
         what = f"{self.loads} chargement{'s' if self.loads > 1 else ''} mesuré{'s' if self.loads > 1 else ''}"
         if self.overflows:
             what += f", {self.overflows} dépassement{'s' if self.overflows > 1 else ''}"
-        return (f"{size_fr(self.overhead)} pour le pilote en plus des tampons du modèle "
+        return (f"{size_fr(self.overhead)} en plus des tampons du modèle "
                 f"({name}, pilote {driver}, {backend} ; {what})")
 
 
