@@ -194,6 +194,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=40.0, help="stop after this long, whatever the count")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--keep", metavar="FOLDER", help="write the offending bodies there")
+    parser.add_argument("--ctx", type=int, default=256,
+                        help="the runner's context: a small one keeps runaway answers (max_tokens mutated to "
+                             "billions) short; the bodies are what is tested, not the answers")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="dm-fuzz-") as tmp:
@@ -205,7 +208,7 @@ def main() -> int:
         port = _free_port()
         serve = subprocess.Popen(
             [sys.executable, "-m", "tray_app", "serve", "--model", model, "--port", str(port), "--keep-alive", "-1",
-             "--ctx", "1024", "--load-now"],
+             "--ctx", str(args.ctx), "--load-now"],
             cwd=REPO, env={**os.environ, "DESKTOP_MATE_HOME": str(Path(tmp) / "home")},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -268,7 +271,7 @@ def fuzz(rng: random.Random, port: int, serve: subprocess.Popen[bytes], args: ar
         if (n % 25 == 0 or crashed) and not healthy(port):
                 offenders["stopped_service"].append(record)
                 time.sleep(2)
-        if n % 200 == 0:
+        if n % 50 == 0:
             print(f"{n} bodies, {sent} requests, {time.monotonic() - started:.0f} s", flush=True)
     return {"bodies": n + 1, "requests": sent, "seconds": round(time.monotonic() - started), "outcomes": outcomes,
             **offenders}
