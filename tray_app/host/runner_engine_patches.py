@@ -1,4 +1,4 @@
-"""Three changes to llama-cpp-python's engine, made inside the runner process only.
+"""Four changes to llama-cpp-python's engine and server, made inside the runner process only.
 
 Loaded by :mod:`tray_app.host.runner_entry` before the server starts (standard library and llama_cpp
 only: the runner does not import ``tray_app``). Each fixes a behaviour of llama-cpp-python 0.3.x that the
@@ -17,6 +17,13 @@ gateway cannot repair from outside the process:
 * **A seed did not give the same answer twice.** The engine reuses the part of the previous prompt that
   is the same; evaluating the prompt in other pieces changes the numbers slightly, enough to change what
   is sampled at temperature 1. A request with a ``seed`` evaluates its whole prompt again.
+* **Streaming waited for the network between tokens.** The server pulls each token through Starlette's
+  ``iterate_in_threadpool``: one hop to a worker thread to compute the token, one back to the event
+  loop to encode and send it, and only then is the next token started. Here the tokens are computed in
+  one thread of their own that never waits for the sending (a queue between the two), so encoding and
+  sending a token overlaps computing the next one. A client that goes away still stops the generation
+  at the next token, and the model is released only once the thread has left it.
+  ``DESKTOP_MATE_STREAM_AHEAD=0`` keeps the server's own way (for ``benchmarks/runner_vs_llama_server.py``).
 
 The server handles one request at a time (its own lock), so the counts of the request being answered
 live on the model object.
@@ -25,7 +32,9 @@ live on the model object.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
@@ -74,6 +83,92 @@ def apply() -> None:
 
     for name in ("__call__", "create_chat_completion"):  # what the server calls for each route
         setattr(llama_class, name, _ending_streams_with_usage(getattr(llama_class, name)))
+
+    if os.environ.get("DESKTOP_MATE_STREAM_AHEAD", "1") != "0":
+        from llama_cpp.server import app
+
+        setattr(app, "iterate_in_threadpool", iterate_ahead)  # noqa: B010 - a function replaced on purpose
+        setattr(app, "get_llama_proxy", _leaving_the_model_first(app.get_llama_proxy))  # noqa: B010 - idem
+
+
+_producers: set[threading.Thread] = set()  # token threads of the answer being streamed
+_stops: dict[threading.Thread, threading.Event] = {}
+
+
+def _leaving_the_model_first(original: Any) -> Any:
+    """``get_llama_proxy`` (the model, under the server's lock) whose exit first stops and waits for the
+    token thread: a client that went away must not leave it computing while the next request starts."""
+
+    async def get_llama_proxy() -> AsyncIterator[Any]:
+        import anyio
+
+        inner = original()
+        proxy = await inner.__anext__()
+        try:
+            yield proxy
+        finally:
+            with anyio.CancelScope(shield=True):
+                for thread in list(_producers):
+                    _stops[thread].set()
+                    await anyio.to_thread.run_sync(thread.join)
+                    _producers.discard(thread)
+                    _stops.pop(thread, None)
+                await inner.aclose()  # the server's own exit: the lock is released
+
+    return get_llama_proxy
+
+
+_DONE = object()
+
+
+async def iterate_ahead(iterator: Iterator[Any]) -> AsyncIterator[Any]:
+    """The items of ``iterator``, computed in a thread of their own that never waits for the consumer."""
+    import asyncio
+
+    import anyio
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand(item: Any, error: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
+        except RuntimeError:  # the event loop is closed: the server is stopping, nobody is listening
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                hand(item)
+                if stop.is_set():
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()  # in this thread, the one that ran it
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            hand(_DONE, exc)
+            return
+        hand(_DONE)
+
+    thread = threading.Thread(target=produce, name="token-producer", daemon=True)
+    _producers.add(thread)
+    _stops[thread] = stop
+    thread.start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()  # the client went away, or the answer ended: the thread leaves the model first
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.join)
+        _producers.discard(thread)
+        _stops.pop(thread, None)
 
 
 def _ending_streams_with_usage(original: Any) -> Any:
