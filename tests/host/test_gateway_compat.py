@@ -135,3 +135,25 @@ def test_errors_are_decided_before_the_first_byte_and_agree_streamed_or_plain(ga
 def test_token_ids_as_a_completion_prompt_are_refused_in_french(gateway):
     status, _, error = call(gateway.port, "POST", "/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 2})
     assert status == 400 and error["error"]["param"] == "prompt" and "jetons" in error["error"]["message"]
+
+
+# The tiny model's byte token 0xE2, the first byte of a three-byte character (« € », « … »): an answer made
+# only of it never completes a character, so llama-cpp-python never reaches its max_tokens check and runs
+# to the end of the context, where the next token cannot be evaluated (a 500 before the runner's patch).
+LEAD_BYTES_ONLY = {"229": 100}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_fills_the_context_ends_with_length_not_an_error(client, stream):
+    asked = dict(model="x", messages=HELLO, max_completion_tokens=20, logit_bias=LEAD_BYTES_ONLY)
+    if stream:
+        chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
+        reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        usage = chunks[-1].usage
+    else:
+        answer = client.chat.completions.create(**asked)
+        reasons, usage = [answer.choices[0].finish_reason], answer.usage
+    assert reasons == ["length"]
+    assert usage is not None and usage.total_tokens == 1024 + 1  # the whole context, and the last token sampled
+    again = client.chat.completions.create(model="x", messages=HELLO, max_completion_tokens=3)
+    assert again.choices[0].finish_reason == "length"  # the engine goes on

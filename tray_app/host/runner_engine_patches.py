@@ -1,4 +1,4 @@
-"""Four changes to llama-cpp-python's engine and server, made inside the runner process only.
+"""Five changes to llama-cpp-python's engine and server, made inside the runner process only.
 
 Loaded by :mod:`tray_app.host.runner_entry` before the server starts (standard library and llama_cpp
 only: the runner does not import ``tray_app``). Each fixes a behaviour of llama-cpp-python 0.3.x that the
@@ -25,6 +25,13 @@ gateway cannot repair from outside the process:
   at the next token, and the model is released only once the thread has left it.
   ``DESKTOP_MATE_STREAM_AHEAD=0`` keeps the server's own way (for ``benchmarks/runner_vs_llama_server.py``).
 
+* **An answer that filled the context was a 500.** The engine checks ``max_tokens`` after the text of a
+  token is complete, so a run of tokens that each end inside a UTF-8 character (an accented letter split
+  in bytes, an emoji) skips the check, and an answer can run to the end of the context, where llama.cpp
+  cannot evaluate the next token (« llama_decode returned 1 »: a 500, or a stream cut by an error, by
+  chance). Here the answer ends one token before that, with its text, and ``finish_reason`` « length »
+  (the stop of an answer cut by its size).
+
 The server handles one request at a time (its own lock), so the counts of the request being answered
 live on the model object.
 """
@@ -38,6 +45,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
+_CONTEXT_FULL = "_desktop_mate_context_full"  # set on the model when this answer filled the context
 _USAGE = "_desktop_mate_usage"
 
 
@@ -63,11 +71,17 @@ def apply() -> None:
     def generate(self: Any, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
         usage = {"prompt_tokens": len(tokens), "completion_tokens": 0}
         setattr(self, _USAGE, usage)
+        setattr(self, _CONTEXT_FULL, False)
         vocab = self._model.vocab
+        n_ctx = self.n_ctx()
         for token in original_generate(self, tokens, *args, **kwargs):
             if not is_end(vocab, token):  # the end token is not part of the answer (as in usage)
                 usage["completion_tokens"] += 1
             yield token
+            if self.n_tokens >= n_ctx:  # asked for one more: no room to evaluate the last token
+                setattr(self, _CONTEXT_FULL, True)
+                yield self.token_eos()  # ends the answer with its text; the reason is said « length »
+                return
 
     setattr(llama_class, "generate", generate)  # noqa: B010 - a method replaced on purpose
 
@@ -176,14 +190,26 @@ def _ending_streams_with_usage(original: Any) -> Any:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         setattr(self, _USAGE, None)  # set again by generate() for this request
         result = original(self, *args, **kwargs)
-        return _with_usage(self, result) if kwargs.get("stream") else result
+        if kwargs.get("stream"):
+            return _with_usage(self, result)
+        _say_length_when_full(self, result)
+        return result
 
     return call
+
+
+def _say_length_when_full(llama: Any, answer: dict[str, Any]) -> None:
+    """An answer ended because the context was full stopped for its length, not at an end token."""
+    if getattr(llama, _CONTEXT_FULL, False):
+        for choice in answer.get("choices") or ():
+            if choice.get("finish_reason") == "stop":
+                choice["finish_reason"] = "length"
 
 
 def _with_usage(llama: Any, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     last: dict[str, Any] | None = None
     for chunk in chunks:
+        _say_length_when_full(llama, chunk)
         last = chunk
         yield chunk
     usage = getattr(llama, _USAGE, None)
