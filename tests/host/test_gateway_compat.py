@@ -138,14 +138,18 @@ def test_token_ids_as_a_completion_prompt_are_refused_in_french(gateway):
 
 
 # The tiny model's byte token 0xE2, the first byte of a three-byte character (« € », « … »): an answer made
-# only of it never completes a character, so llama-cpp-python never reaches its max_tokens check and runs
-# to the end of the context, where the next token cannot be evaluated (a 500 before the runner's patch).
+# only of it never completes a character, so llama-cpp-python never reaches its max_tokens check and, before
+# the runner's patch, ran past the length asked for to the end of the context, where the next token cannot
+# be evaluated: a 500.
 LEAD_BYTES_ONLY = {"229": 100}
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_an_answer_that_fills_the_context_ends_with_length_not_an_error(client, stream):
-    asked = dict(model="x", messages=HELLO, max_completion_tokens=20, logit_bias=LEAD_BYTES_ONLY)
+@pytest.mark.parametrize("max_tokens", [20, None])
+def test_an_answer_ends_at_its_length_or_the_context_never_with_an_error(client, stream, max_tokens):
+    asked: dict = dict(model="x", messages=HELLO, logit_bias=LEAD_BYTES_ONLY)
+    if max_tokens is not None:
+        asked["max_completion_tokens"] = max_tokens
     if stream:
         chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
         reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -154,6 +158,10 @@ def test_an_answer_that_fills_the_context_ends_with_length_not_an_error(client, 
         answer = client.chat.completions.create(**asked)
         reasons, usage = [answer.choices[0].finish_reason], answer.usage
     assert reasons == ["length"]
-    assert usage is not None and usage.total_tokens == 1024 + 1  # the whole context, and the last token sampled
+    assert usage is not None
+    if max_tokens is not None:
+        assert usage.completion_tokens == max_tokens
+    else:  # the whole context, and the last token sampled (never evaluated)
+        assert usage.total_tokens == 1024 + 1
     again = client.chat.completions.create(model="x", messages=HELLO, max_completion_tokens=3)
     assert again.choices[0].finish_reason == "length"  # the engine goes on

@@ -25,12 +25,13 @@ gateway cannot repair from outside the process:
   at the next token, and the model is released only once the thread has left it.
   ``DESKTOP_MATE_STREAM_AHEAD=0`` keeps the server's own way (for ``benchmarks/runner_vs_llama_server.py``).
 
-* **An answer that filled the context was a 500.** The engine checks ``max_tokens`` after the text of a
-  token is complete, so a run of tokens that each end inside a UTF-8 character (an accented letter split
-  in bytes, an emoji) skips the check, and an answer can run to the end of the context, where llama.cpp
-  cannot evaluate the next token (« llama_decode returned 1 »: a 500, or a stream cut by an error, by
-  chance). Here the answer ends one token before that, with its text, and ``finish_reason`` « length »
-  (the stop of an answer cut by its size).
+* **``max_tokens`` could be passed, and an answer that filled the context was a 500.** The engine checks
+  ``max_tokens`` only once the text of a token is complete, so tokens that end inside a UTF-8 character
+  (an accented letter or an emoji split in bytes) skip the check: the answer goes past the length asked
+  for, and can run to the end of the context, where llama.cpp cannot evaluate the next token
+  (« llama_decode returned 1 »: a 500, or a stream cut by an error, by chance). Here the answer ends at
+  the length asked for, or one token before the context is full, with its text and ``finish_reason``
+  « length »: the stop of an answer cut by its size.
 
 The server handles one request at a time (its own lock), so the counts of the request being answered
 live on the model object.
@@ -45,7 +46,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
-_CONTEXT_FULL = "_desktop_mate_context_full"  # set on the model when this answer filled the context
+_CUT = "_desktop_mate_cut"  # set on the model when this answer was ended here for its length
+_MAX_TOKENS = "_desktop_mate_max_tokens"  # the length asked for by the request being answered
 _USAGE = "_desktop_mate_usage"
 
 
@@ -71,15 +73,18 @@ def apply() -> None:
     def generate(self: Any, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
         usage = {"prompt_tokens": len(tokens), "completion_tokens": 0}
         setattr(self, _USAGE, usage)
-        setattr(self, _CONTEXT_FULL, False)
+        setattr(self, _CUT, False)
         vocab = self._model.vocab
         n_ctx = self.n_ctx()
         for token in original_generate(self, tokens, *args, **kwargs):
             if not is_end(vocab, token):  # the end token is not part of the answer (as in usage)
                 usage["completion_tokens"] += 1
             yield token
-            if self.n_tokens >= n_ctx:  # asked for one more: no room to evaluate the last token
-                setattr(self, _CONTEXT_FULL, True)
+            limit = getattr(self, _MAX_TOKENS, None)
+            # Asked for one more token: past the length asked for (the engine's own check was skipped), or
+            # no room left in the context to evaluate the last one.
+            if self.n_tokens >= n_ctx or (limit and usage["completion_tokens"] >= limit):
+                setattr(self, _CUT, True)
                 yield self.token_eos()  # ends the answer with its text; the reason is said « length »
                 return
 
@@ -89,6 +94,8 @@ def apply() -> None:
 
     @functools.wraps(original_completion)
     def create_completion(self: Any, *args: Any, **kwargs: Any) -> Any:
+        asked = kwargs.get("max_tokens")  # both routes pass it by name
+        setattr(self, _MAX_TOKENS, asked if isinstance(asked, int) and asked > 0 else None)
         if kwargs.get("seed") is not None:
             self.reset()  # the whole prompt is evaluated again: same seed, same answer
         return original_completion(self, *args, **kwargs)
@@ -192,15 +199,16 @@ def _ending_streams_with_usage(original: Any) -> Any:
         result = original(self, *args, **kwargs)
         if kwargs.get("stream"):
             return _with_usage(self, result)
-        _say_length_when_full(self, result)
+        _say_length_when_cut(self, result)
         return result
 
     return call
 
 
-def _say_length_when_full(llama: Any, answer: dict[str, Any]) -> None:
-    """An answer ended because the context was full stopped for its length, not at an end token."""
-    if getattr(llama, _CONTEXT_FULL, False):
+def _say_length_when_cut(llama: Any, answer: dict[str, Any]) -> None:
+    """An answer ended here (context full, or the length asked for) stopped for its length, not at an end
+    token."""
+    if getattr(llama, _CUT, False):
         for choice in answer.get("choices") or ():
             if choice.get("finish_reason") == "stop":
                 choice["finish_reason"] = "length"
@@ -209,7 +217,7 @@ def _say_length_when_full(llama: Any, answer: dict[str, Any]) -> None:
 def _with_usage(llama: Any, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     last: dict[str, Any] | None = None
     for chunk in chunks:
-        _say_length_when_full(llama, chunk)
+        _say_length_when_cut(llama, chunk)
         last = chunk
         yield chunk
     usage = getattr(llama, _USAGE, None)
