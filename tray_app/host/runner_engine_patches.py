@@ -24,8 +24,7 @@ gateway cannot repair from outside the process:
   sending a token overlaps computing the next one. A client that goes away still stops the generation
   at the next token, and the model is released only once the thread has left it.
   ``DESKTOP_MATE_STREAM_AHEAD=0`` keeps the server's own way (for ``benchmarks/runner_vs_llama_server.py``).
-
-* **``max_tokens`` could be passed, and an answer that filled the context was a 500.** The engine checks
+* **An answer could run past ``max_tokens``, and one that filled the context was a 500.** The engine checks
   ``max_tokens`` only once the text of a token is complete, so tokens that end inside a UTF-8 character
   (an accented letter or an emoji split in bytes) skip the check: the answer goes past the length asked
   for, and can run to the end of the context, where llama.cpp cannot evaluate the next token
