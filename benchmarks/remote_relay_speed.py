@@ -6,8 +6,12 @@ of answer (``--max-tokens`` tokens, the end token suppressed, a slightly differe
 no mode gets more of the prompt cache) either straight from A's shared port (what the remote server
 gives any client of the house) or through B's local address (what the avatar gets); the two modes are
 interleaved, their order alternating, and the tokens/s each client saw are compared per pair.
+On one machine the two "computers" share its cores, so the relay's work takes CPU time from the runner,
+which two real computers would not; ``--separate-cores`` gives A (and its runner) CPU 0 and B with the
+client the other CPUs.
 
     .venv/bin/python benchmarks/remote_relay_speed.py [--model demo] [--runs 12] [--max-tokens 128] [--json]
+                                                      [--separate-cores]
 
 Target (issue 17): through our gateway ≥ 98 % of the remote server's own tokens/s.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import signal
 import statistics
@@ -38,9 +43,11 @@ from tray_app.settings import Settings
 class Serve:
     """``python -m tray_app serve ARGS --json`` in the background, its events read line by line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, cpus: set[int] | None = None) -> None:
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # its runner inherits it
         self.proc = subprocess.Popen([sys.executable, "-m", "tray_app", "serve", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
+                                     preexec_fn=pin)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -67,11 +74,21 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=12, help="pairs of runs")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--separate-cores", action="store_true",
+                        help="Linux: the model's computer (A and its runner) on CPU 0, the other computer (B) and "
+                             "this client on the other CPUs, so that the two computers do not share a core")
     args = parser.parse_args()
     model = choose_model(args.model, Settings.load(app_paths().settings_file))
     bias = end_tokens(model)
+    cpus_a: set[int] | None = None
+    if args.separate_cores:
+        every = os.sched_getaffinity(0)
+        if len(every) < 2:
+            raise SystemExit("--separate-cores needs at least two CPUs")
+        cpus_a = {min(every)}
+        os.sched_setaffinity(0, every - cpus_a)  # this client, and B started from it
     a = Serve("--model", str(model), "--port", "0", "--share", "--share-port", "0", "--keep-alive", "-1",
-              "--load-now", "--json")
+              "--load-now", "--json", cpus=cpus_a)
     b = None
     try:
         a.next_json("listening")
