@@ -226,26 +226,9 @@ class Optimizer:
             # Today's settings won (compare like with like: both runs pooled), or they crashed.
             start_measurement = outcome.best_measurement
         reference = start_measurement if start_measurement.text else outcome.best_measurement
-        result = OptimizationResult(
-            strategy=strategy,
-            quick=quick,
-            identity=s.identity,
-            model_name=s.model_name,
-            n_layers=s.n_layers,
-            start_point=outcome.start,
-            best_point=best_point,
-            base_config=s.base_config,
-            best_config=config_for(s.base_config, best_point, n_layers=s.n_layers),
-            best_affinity=affinity_for(best_point, s.cpu),
-            before=start_measurement,
-            after=outcome.best_measurement,
-            trials=tuple(outcome.trials),
-            thresholds=outcome.thresholds,
-            drift=outcome.drift,
-            wall_s=outcome.wall_s,
-            words_per_token=words_per_token(reference.text, reference.generated_tokens),
-            notes_fr=notes_fr(outcome.trials, drift=outcome.drift, control_failed=outcome.control_failed),
-            free_vram=s.gpu.memory_free if s.gpu is not None else None,
+        result = _measured_result(
+            s, outcome, strategy, quick, best_point, start_measurement, reference,
+            notes_fr(outcome.trials, drift=outcome.drift, control_failed=outcome.control_failed),
             start_failed=not outcome.start_measurement.stable,
         )
         gain = result.gen_gain
@@ -281,26 +264,8 @@ class Optimizer:
         notes = notes_fr(outcome.trials, drift=outcome.drift, control_failed=outcome.control_failed)
         if best_point == outcome.start and outcome.final_check is not None:
             notes += (KEPT_FR,)  # a winner was found, then not shown faster beside today's settings
-        result = OptimizationResult(
-            strategy=RACING,
-            quick=quick,
-            identity=s.identity,
-            model_name=s.model_name,
-            n_layers=s.n_layers,
-            start_point=outcome.start,
-            best_point=best_point,
-            base_config=s.base_config,
-            best_config=config_for(s.base_config, best_point, n_layers=s.n_layers),
-            best_affinity=affinity_for(best_point, s.cpu),
-            before=before,
-            after=outcome.best_measurement,
-            trials=tuple(outcome.trials),
-            thresholds=outcome.thresholds,
-            drift=outcome.drift,
-            wall_s=outcome.wall_s,
-            words_per_token=words_per_token(reference.text, reference.generated_tokens),
-            notes_fr=notes,
-            free_vram=s.gpu.memory_free if s.gpu is not None else None,
+        result = _measured_result(
+            s, outcome, RACING, quick, best_point, before, reference, notes,
             start_failed=start_failed,
             final_check=outcome.final_check,
             prompt_check=outcome.prompt_check,
@@ -312,3 +277,41 @@ class Optimizer:
             outcome.final_check.to_dict() if outcome.final_check is not None else None,
         )
         return result
+
+
+def _measured_result(
+    s: MachineSummary,
+    outcome: SearchOutcome,
+    strategy: str,
+    quick: bool,
+    best_point: Point,
+    before: Measurement,
+    reference: Measurement,
+    notes: tuple[str, ...],
+    **decided: Any,
+) -> OptimizationResult:
+    """The result both strategies share: this machine, the winner's configuration and figures against
+    ``before``; ``decided``: what only one strategy sets (start_failed, the racing search's checks)."""
+    assert outcome.best_measurement is not None  # checked by Optimizer._result
+    return OptimizationResult(
+        strategy=strategy,
+        quick=quick,
+        identity=s.identity,
+        model_name=s.model_name,
+        n_layers=s.n_layers,
+        start_point=outcome.start,
+        best_point=best_point,
+        base_config=s.base_config,
+        best_config=config_for(s.base_config, best_point, n_layers=s.n_layers),
+        best_affinity=affinity_for(best_point, s.cpu),
+        before=before,
+        after=outcome.best_measurement,
+        trials=tuple(outcome.trials),
+        thresholds=outcome.thresholds,
+        drift=outcome.drift,
+        wall_s=outcome.wall_s,
+        words_per_token=words_per_token(reference.text, reference.generated_tokens),
+        notes_fr=notes,
+        free_vram=s.gpu.memory_free if s.gpu is not None else None,
+        **decided,
+    )
