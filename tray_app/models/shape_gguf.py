@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tray_app.models.synthetic_gguf import add_llama_shape
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -142,18 +144,8 @@ def write_shape_only(path: Path, shape: ModelShape = MISTRAL_7B_Q4_K_M) -> Path:
     tied = shape.tied_output or shape.architecture == "gemma"
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), shape.architecture)
-    writer.add_name(shape.name)
-    writer.add_context_length(shape.n_ctx_train)
-    writer.add_embedding_length(shape.n_embd)
-    writer.add_block_count(shape.n_layers)
-    writer.add_feed_forward_length(shape.n_ff)
-    writer.add_head_count(shape.n_head)
-    writer.add_head_count_kv(shape.n_head_kv)
-    writer.add_rope_dimension_count(head)
-    writer.add_layer_norm_rms_eps(1e-6 if shape.architecture != "llama" else 1e-5)
-    if shape.head_dim:
-        writer.add_key_length(head)
-        writer.add_value_length(head)
+    add_llama_shape(writer, shape, head_size=shape.head_dim or None,
+                    rms_eps=1e-6 if shape.architecture != "llama" else 1e-5)
     writer.add_file_type(ftype)
     writer.add_vocab_size(shape.n_vocab)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]

@@ -42,8 +42,9 @@ def _vocab(shape: LlamaShape) -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def add_llama_shape(writer: Any, shape: Any) -> None:
-    """The llama hyper-parameters of ``shape`` (any object with LlamaShape's fields) into a GGUFWriter."""
+def add_llama_shape(writer: Any, shape: Any, *, head_size: int | None = None, rms_eps: float = 1e-5) -> None:
+    """The llama-family hyper-parameters of ``shape`` (any object with LlamaShape's fields) into a
+    GGUFWriter; ``head_size``: when the heads are not ``n_embd / n_head`` wide (Gemma's 256)."""
     writer.add_name(shape.name)
     writer.add_context_length(shape.n_ctx_train)
     writer.add_embedding_length(shape.n_embd)
@@ -51,8 +52,11 @@ def add_llama_shape(writer: Any, shape: Any) -> None:
     writer.add_feed_forward_length(shape.n_ff)
     writer.add_head_count(shape.n_head)
     writer.add_head_count_kv(shape.n_head_kv)
-    writer.add_rope_dimension_count(shape.n_embd // shape.n_head)
-    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(head_size or shape.n_embd // shape.n_head)
+    writer.add_layer_norm_rms_eps(rms_eps)
+    if head_size:
+        writer.add_key_length(head_size)
+        writer.add_value_length(head_size)
 
 
 def write_random_llama(path: Path, shape: LlamaShape = LlamaShape(), *, seed: int = 0) -> Path:
