@@ -17,8 +17,15 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
   taken (KV cache type, batch size: ``changes_memory``) are each judged at *their own* highest layer
   count — a q8_0 cache that lets two more layers on the card competes with those two layers. A
   configuration with more layers wins unless it measured slower beyond the noise.
+* **At the edge of the card** the avatar's own use moves: a memory setting over the limit in more than
+  :data:`EDGE_RATE` of its measurements is too full (so is any configuration whose runner takes as much);
+  seen over it once among many safe measurements, it still fits. When the incumbent turns out too full,
+  the search steps down one layer *keeping the settings chosen since* (unless an earlier choice keeps
+  more on the card).
 * **Prompt-only settings** (batch size, prompt threads) are raced on the time to first token, and may
-  not make generation slower beyond the noise.
+  not make generation slower beyond the noise; only the most promising value gets a second round.
+* **A value far behind is not measured again**: one that lost by more than :data:`FAR_BEHIND`, beyond
+  the noise, with the same memory settings, is not raced again when another setting has changed.
 * **A crash is believed only twice**: a configuration that stopped once for no memory reason is measured
   again before being ruled out (the « occasional crash » is not always the configuration's fault).
 * **The final check**: the winner and today's settings are measured alternately (at least one more of
@@ -29,7 +36,8 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
 
 The whole run spends at most :func:`measurement_budget` measurements: a third of the coarse grid of the
 same space, never fewer than :data:`MIN_BUDGET` nor more than :data:`MAX_BUDGET`; repeats only use what
-the first measurement of every remaining candidate and the final check leave.
+the first measurement of every remaining candidate and the final check leave (a race on generation may
+also use what the prompt-only settings would have taken: they come last, with what is left).
 """
 
 from __future__ import annotations
@@ -60,10 +68,11 @@ Value = Callable[[Measurement], "float | None"]
 
 RACING = "racing"
 DETERMINISTIC_FAILURES = frozenset({"out_of_memory", "unsafe", "refused"})  # the same settings fail again
-MEMORY_FAILURES = frozenset({"out_of_memory", "unsafe"})  # decided by the memory settings alone
+EDGE_RATE = 0.15  # a configuration over the memory limit in more than this share of its measurements is too full
 BUDGET_FRACTION = 1 / 3
 MIN_BUDGET = 8
 MAX_BUDGET = 40
+FAR_BEHIND = 0.2  # a value this much slower, beyond the noise, is not measured again in another context
 MAX_ROUNDS = 5  # rounds of a race on generation speed (the first measures each candidate once)
 MAX_PROMPT_ROUNDS = 2  # on the first word: prompt settings matter less than generation
 FINAL_ROUNDS = 3
@@ -95,13 +104,13 @@ class _Lab:
     ) -> None:
         self.measure = measure
         # The settings that decide the graphics memory taken (layers, KV cache, batch): a configuration
-        # that filled the card fills it with any threads or pinning, and one seen both safe and too full
-        # is at the edge — the avatar's own use moves it over — so it counts as too full.
+        # that filled the card fills it with any threads or pinning. One seen both safe and too full is
+        # at the edge (the avatar's own use moves it over): too full when that happened in more than
+        # EDGE_RATE of its measurements — once in a few is what the user would meet.
         self.memory_dims = memory_dims
-        self.memory_failed: set[tuple[object, ...]] = set()
-        # The least graphics memory a runner took in a configuration found too full: any configuration
-        # whose runner took as much is too full as well, whatever its settings.
-        self.unsafe_floor: int | None = None
+        self.out_of_memory: set[tuple[object, ...]] = set()
+        self.edge_counts: dict[tuple[object, ...], list[int]] = {}  # memory key → [too full, measured]
+        self.unsafe_vram: dict[tuple[object, ...], int] = {}  # memory key → least runner memory seen too full
         self.layers_top: int | None = None  # "everything on the card", the last layer step
         self.budget = budget
         self.cancel = cancel
@@ -132,10 +141,17 @@ class _Lab:
         trial = Trial(number, point, measurement, again, started)
         self.trials.append(trial)
         self.history.setdefault(point, []).append(trial)
-        if self.memory_dims and measurement.failure_kind in MEMORY_FAILURES:
-            self.memory_failed.add(self.memory_key(point))
-        if measurement.failure_kind == "unsafe" and measurement.peak_vram:
-            self.unsafe_floor = min(self.unsafe_floor or measurement.peak_vram, measurement.peak_vram)
+        key = self.memory_key(point)
+        if measurement.failure_kind == "out_of_memory":
+            self.out_of_memory.add(key)
+        elif measurement.stable or measurement.failure_kind == "unsafe":
+            counts = self.edge_counts.setdefault(key, [0, 0])
+            counts[1] += 1
+            if measurement.failure_kind == "unsafe":
+                counts[0] += 1
+                if measurement.peak_vram:
+                    self.unsafe_vram[key] = min(self.unsafe_vram.get(key, measurement.peak_vram),
+                                                measurement.peak_vram)
         if self.on_trial is not None:
             self.on_trial(trial, max(number, self.estimate()))
         return trial
@@ -149,6 +165,22 @@ class _Lab:
             if failures == 1:
                 trial = self._one(point)
         return trial
+
+    def _edge_failed(self, key: tuple[object, ...]) -> bool:
+        unsafe, measured = self.edge_counts.get(key, (0, 0))
+        return unsafe > 0 and unsafe > EDGE_RATE * measured
+
+    @property
+    def memory_failed(self) -> set[tuple[object, ...]]:
+        """The memory keys found too full: out of memory, or over the limit too often."""
+        return self.out_of_memory | {k for k in self.edge_counts if self._edge_failed(k)}
+
+    @property
+    def unsafe_floor(self) -> int | None:
+        """The least graphics memory a runner took in a configuration found too full: any configuration
+        whose runner took as much is too full as well, whatever its settings."""
+        floors = [v for k, v in self.unsafe_vram.items() if self._edge_failed(k)]
+        return min(floors) if floors else None
 
     def memory_key(self, point: Point) -> tuple[object, ...]:
         return tuple(point.get(name) for name in self.memory_dims)
@@ -175,8 +207,9 @@ class _Lab:
         measured = [t.measurement for t in self.history.get(point, ())]
         if not measured:
             return None
-        if any(not m.stable and m.failure_kind in DETERMINISTIC_FAILURES for m in measured):
-            return False
+        failed = [m.failure_kind for m in measured if not m.stable and m.failure_kind in DETERMINISTIC_FAILURES]
+        if failed and (not self.memory_dims or any(kind != "unsafe" for kind in failed)):
+            return False  # over the limit alone, with memory settings: too_full() above decided
         floor = self.unsafe_floor
         if floor is not None and any(m.peak_vram and m.peak_vram >= floor for m in measured):
             return False
@@ -258,11 +291,13 @@ class _Search:
         )
 
     def reserve(self, current: Dimension | None = None) -> int:
-        """Measurements to keep: the final check, and one per candidate of the dimensions not yet visited."""
+        """Measurements to keep: the final check, and one per candidate of the dimensions not yet visited
+        (of those that change the generation: a race on it may use what the prompt-only ones would take)."""
         pending = 0
         for dim in self.first_pass_left:
-            if dim is not current:
-                pending += max(1, len(dim.values) - 1) if not dim.ordered else 2
+            if dim is current or (dim.prompt_only and current is not None and not current.prompt_only):
+                continue
+            pending += max(1, len(dim.values) - 1) if not dim.ordered else 2
         return self.final_reserve + pending
 
     def ensure(self, point: Point, reserve: int) -> bool | None:
@@ -369,6 +404,7 @@ class _Search:
     def race(self, incumbent: Point, candidates: list[Point], value: Value, dim: Dimension) -> Point:
         """The winner of ``candidates`` against ``incumbent``; ``incumbent`` when none is shown better."""
         fresh = [c for c in dict.fromkeys(candidates) if c != incumbent and (incumbent, c) not in self.judged]
+        fresh = [c for c in fresh if not self.lost_by_far(incumbent, c, dim, value)]
         reserve = self.reserve(dim)
         for c in fresh:
             if self.lab.left > reserve:
@@ -387,6 +423,8 @@ class _Search:
             unsure = [c for c, v in verdicts.items() if v == "unsure"]
             if rounds >= 2:  # futility: measured twice and still not ahead, it will not win in time
                 unsure = [c for c in unsure if self._gain(incumbent, c, value) > 0]
+            if dim.prompt_only and unsure:  # the first word matters less: only the most promising again
+                unsure = [max(unsure, key=lambda c: self._gain(incumbent, c, value))]
             needed = len(unsure) + 1
             limit = MAX_PROMPT_ROUNDS if dim.prompt_only else MAX_ROUNDS
             if not unsure or rounds >= limit or self.lab.left - reserve < needed:
@@ -406,6 +444,25 @@ class _Search:
             if working:
                 return max(working, key=lambda c: (self.layers(c), self._mean(c, value)))
         return incumbent
+
+    def lost_by_far(self, incumbent: Point, candidate: Point, dim: Dimension, value: Value) -> bool:
+        """``candidate``'s value of ``dim`` already lost to the incumbent's by more than :data:`FAR_BEHIND`,
+        beyond the noise, with the same memory settings and others different: a gap that large is not
+        undone by another setting, so it is not measured again."""
+        if dim.memory_bound or dim.changes_memory:
+            return False
+        mine, theirs = incumbent.get(dim.name), candidate.get(dim.name)
+        key = self.lab.memory_key(candidate)
+        for p in list(self.lab.history):
+            if p.get(dim.name) != theirs or self.lab.memory_key(p) != key or not self.lab.status(p):
+                continue
+            q = self.space.canonical(p.with_value(dim.name, mine))
+            if q == p or q not in self.lab.history or not self.lab.status(q):
+                continue
+            comparison = self.lab.compare(q, p, value)
+            if comparison is not None and comparison.verdict == "worse" and comparison.gain < -FAR_BEHIND:
+                return True
+        return False
 
     def _keep_leads(self, incumbent: Point, unsure: list[Point], value: Value, dim: Dimension) -> None:
         """Remember the most promising undecided candidate of ``dim`` for a joint move (see ``pattern``)."""
@@ -508,7 +565,7 @@ class _Search:
 
     def step_down(self, point: Point) -> Point | None:
         """``point`` turned out not to work (too full when measured again): the latest earlier choice of
-        the search that still works, or ``point`` with fewer GPU layers if that keeps more on the card."""
+        the search that still works, or ``point`` with fewer GPU layers if that keeps as much on the card."""
         earlier = next((p for p in reversed(self.path) if p != point and self.lab.status(p)), None)
         lower: Point | None = None
         if self.memory_dim is not None:
@@ -520,7 +577,9 @@ class _Search:
                 lower = self.edge(probe, 0)
                 if lower is not None and not self.lab.status(lower):
                     lower = None
-        if earlier is None or (lower is not None and self.layers(lower) > self.layers(earlier)):
+        # The same settings one layer lower keep every decision made since: preferred unless an
+        # earlier choice puts more of the model on the card.
+        if earlier is None or (lower is not None and self.layers(lower) >= self.layers(earlier)):
             return lower
         return earlier
 
