@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -165,3 +166,18 @@ def test_a_request_past_its_time_limit_stops_the_configuration(tiny_gguf: Path):
     assert "trop lent" in result.failure_fr
     assert time.monotonic() - started < 20
     assert wait_all_gone(m.last_runner_pids)
+
+
+def test_the_quick_workload_times_the_prompt_once_and_the_generation_every_time(tiny_gguf: Path, tmp_path: Path):
+    quick = Workload(repetitions=2, max_tokens=16, warmup_tokens=4, prompt_once=True)
+    assert quick.variants == (1, 1) and [quick.reads_prompt(i) for i in (1, 2)] == [True, False]
+    assert "seed" in quick.request_fields() and "seed" not in quick.request_fields(reuse_prompt=True)
+    m = measurer(tiny_gguf, workload=quick, log_file=tmp_path / "runner.log")
+    result = m.measure_config(m.base)
+    assert result.stable, result.failure_fr
+    assert len(result.gen_samples) == 2 and len(result.ttft_samples) == len(result.prompt_samples) == 1
+    assert result.prompt_tokens > 100  # the first request read the whole Kira conversation
+    # ...and the second did not read it again: llama.cpp evaluated the whole conversation only once.
+    log = (tmp_path / "runner.log").read_text(encoding="utf-8", errors="replace")
+    evaluated = [int(n) for n in re.findall(r"prompt eval time = .*/ *(\d+) tokens", log)]
+    assert evaluated.count(result.prompt_tokens) == 1 and len(evaluated) >= 3  # warm-up, reading, cached

@@ -204,7 +204,7 @@ class RunnerMeasurer:
                     conversation(variant),
                     headers=endpoint.headers,
                     timeout=w.request_timeout_s,
-                    **_split(w.request_fields()),
+                    **_split(w.request_fields(reuse_prompt=not w.reads_prompt(i))),
                 )
                 watch.end_request()
                 if watch.too_slow:
@@ -218,12 +218,13 @@ class RunnerMeasurer:
                         count_prompt_tokens(endpoint, conversation(variant), w.request_timeout_s)
                     return self._incomplete(runner, result.tokens, result.error)
                 gen.append(result.tokens_per_s)
-                ttft.append(result.ttft_s)
-                reading = max(1e-3, result.ttft_s - 1.0 / result.tokens_per_s)
-                if variant not in self.prompt_tokens:  # same prompt again: read from the cache, ~free
-                    messages = conversation(variant)
-                    self.prompt_tokens[variant] = count_prompt_tokens(endpoint, messages, w.request_timeout_s)
-                prompt.append(self.prompt_tokens[variant] / reading)
+                if w.reads_prompt(i):
+                    ttft.append(result.ttft_s)
+                    reading = max(1e-3, result.ttft_s - 1.0 / result.tokens_per_s)
+                    if variant not in self.prompt_tokens:  # same prompt again: read from the cache, ~free
+                        messages = conversation(variant)
+                        self.prompt_tokens[variant] = count_prompt_tokens(endpoint, messages, w.request_timeout_s)
+                    prompt.append(self.prompt_tokens[variant] / reading)
                 text = text or result.text
                 floor = self.hopeless_below() if self.hopeless_below is not None else None
                 if floor and result.tokens_per_s < floor:

@@ -131,7 +131,8 @@ class Optimizer:
             prompt = gen * (1 + 1.2 * threads)
         start_stop = 2.0 + size / 1.0e9  # process start, model load, stop
         prompt_tokens = 320
-        return start_stop + 0.5 + w.repetitions * (prompt_tokens / prompt + w.max_tokens / gen)
+        readings = 1 if w.prompt_once else w.repetitions
+        return start_stop + 0.5 + readings * prompt_tokens / prompt + w.repetitions * w.max_tokens / gen
 
     def estimate_seconds(self, *, quick: bool, strategy: str = DEFAULT_STRATEGY) -> float:
         space = self.space()

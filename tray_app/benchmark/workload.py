@@ -11,7 +11,8 @@ llama-cpp-python keeps the last conversation in its cache and only reads the par
 differs (« prefix-match hit »). Sending the same prompt twice would measure nothing on the second
 request. Each variant therefore starts differently (the day and time Kira is told at the top of her
 system prompt), so a repetition re-reads the whole conversation — that is the time to first token of an
-avatar that was just started, and what ``n_batch``/``n_threads_batch`` change.
+avatar that was just started, and what ``n_batch``/``n_threads_batch`` change. (The quick workload,
+``prompt_once``, times the reading on its first request only and asks the same conversation again.)
 
 The warm-up is a short exchange (:func:`warmup_conversation`): it touches every weight once (the model
 file is mapped, not read, at load time) without paying for a long prompt.
@@ -84,13 +85,16 @@ class Workload:
     """How much is measured for one configuration (one runner process).
 
     ``warmup_tokens`` are generated once, unmeasured, then ``repetitions`` measured requests of exactly
-    ``max_tokens`` tokens each.
+    ``max_tokens`` tokens each. ``prompt_once``: the later requests ask the first conversation again, so
+    the runner reuses the prompt it has just read: only the first request measures the reading (and
+    the time to first token), the others only the generation — quicker, as « Optimiser rapide » needs.
     """
 
     repetitions: int = 3
     max_tokens: int = 64
     warmup_tokens: int = 8
     request_timeout_s: float = 180.0
+    prompt_once: bool = False
 
     def __post_init__(self) -> None:
         if self.repetitions < 1 or self.max_tokens < 2 or self.warmup_tokens < 1:
@@ -99,18 +103,29 @@ class Workload:
             raise ValueError(f"at most {len(_MOMENTS) - 1} repetitions (one distinct prompt each)")
 
     @property
-    def variants(self) -> range:
-        """The variants of the measured requests, one per repetition."""
-        return range(1, self.repetitions + 1)
+    def variants(self) -> tuple[int, ...]:
+        """The conversation variant of each measured request, in order."""
+        if self.prompt_once:
+            return (1,) * self.repetitions
+        return tuple(range(1, self.repetitions + 1))
 
-    def request_fields(self, max_tokens: int | None = None) -> dict[str, object]:
-        """The request fields besides ``messages`` that make every run generate the same count."""
+    def reads_prompt(self, request: int) -> bool:
+        """Whether measured request ``request`` (from 1) reads a new prompt (its first word is timed)."""
+        return request == 1 or not self.prompt_once
+
+    def request_fields(self, max_tokens: int | None = None, *, reuse_prompt: bool = False) -> dict[str, object]:
+        """The request fields besides ``messages`` that make every run generate the same count.
+
+        ``reuse_prompt``: no seed — our runner reads the whole prompt again for a seeded request (same seed,
+        same answer); at temperature 0 the answer is the same without one.
+        """
         n = self.max_tokens if max_tokens is None else max_tokens
-        return {"max_tokens": n, "min_tokens": n, "temperature": 0.0, "seed": SEED}
+        fields: dict[str, object] = {"max_tokens": n, "min_tokens": n, "temperature": 0.0}
+        return fields if reuse_prompt else {**fields, "seed": SEED}
 
     def estimated_generated_tokens(self) -> int:
         return self.warmup_tokens + self.repetitions * self.max_tokens
 
 
 NORMAL = Workload(repetitions=3, max_tokens=64)
-QUICK = Workload(repetitions=2, max_tokens=48)
+QUICK = Workload(repetitions=2, max_tokens=48, prompt_once=True)
