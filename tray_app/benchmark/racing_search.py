@@ -209,7 +209,7 @@ class _Lab:
             return None
         failed = [m.failure_kind for m in measured if not m.stable and m.failure_kind in DETERMINISTIC_FAILURES]
         if failed and (not self.memory_dims or any(kind != "unsafe" for kind in failed)):
-            return False  # over the limit alone, with memory settings: too_full() above decided
+            return False  # (failed only by going over the memory limit: too_full() above has decided)
         floor = self.unsafe_floor
         if floor is not None and any(m.peak_vram and m.peak_vram >= floor for m in measured):
             return False
