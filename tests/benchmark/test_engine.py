@@ -1,4 +1,7 @@
-"""The real measuring engine: runner processes on the tiny random GGUF, a crash, a cancel, pinning."""
+"""The real measuring engine: runner processes on the tiny random GGUF, a crash, a cancel, pinning.
+
+A runner kept between measurements: ``test_kept_runner.py``.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +26,23 @@ from tray_app.hardware.cpu import detect_cpu
 from tray_app.planning.runner_config import RunnerConfig
 
 SMALL = Workload(repetitions=2, max_tokens=16, warmup_tokens=4)
+_made: list[RunnerMeasurer] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_measurers():
+    """Every measurer made by a test is closed after it (a stable measurement keeps its runner)."""
+    yield
+    while _made:
+        _made.pop().close()
 
 
 def measurer(model: Path, **kwargs) -> RunnerMeasurer:
     base = RunnerConfig(str(model), n_ctx=2048, n_threads=1, n_threads_batch=1)
     workload = kwargs.pop("workload", SMALL)
-    return RunnerMeasurer(base, workload, cpu=detect_cpu(), n_layers=2, load_timeout_s=60, **kwargs)
+    made = RunnerMeasurer(base, workload, cpu=detect_cpu(), n_layers=2, load_timeout_s=60, **kwargs)
+    _made.append(made)
+    return made
 
 
 def test_workload_variants_differ_from_their_first_line():
@@ -52,6 +66,8 @@ def test_one_configuration_measured_in_its_own_runner(tiny_gguf: Path):
     assert result.peak_vram is None  # no GPU here
     assert result.load_s and result.wall_s > result.load_s
     assert details[0] == "Chargement du modèle" and details[-1] == "Mesure 2 sur 2"
+    assert result.runner == 1
+    m.close()  # the runner was kept for a next configuration
     assert wait_all_gone(m.last_runner_pids)
 
 
@@ -67,6 +83,7 @@ def test_a_crashing_configuration_is_unstable_and_the_run_goes_on(tiny_gguf: Pat
     assert crashed[0].measurement.failure_fr  # French, for the details table
     assert outcome.best.point.get("attention") == "f16" and outcome.best_measurement.stable
     assert outcome.trials[-1].control  # measured on after the crash
+    m.close()
     assert wait_all_gone(m.last_runner_pids)
 
 

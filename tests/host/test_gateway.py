@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import wait_gone
 from tray_app.host.gateway import Gateway, GatewayOptions, PortUnavailable
 from tray_app.host.host_state import HostState
+from tray_app.host.runner_engine_patches import THREADS_ROUTE
+from tray_app.host.runner_threads import read_threads
 from tray_app.host.supervisor import Supervisor
 from tray_app.planning.runner_config import RunnerConfig
 
@@ -234,6 +236,18 @@ def test_non_streaming_chat_and_completions(make_gateway):
     status, _, body = call(gw.port, "POST", CHAT, {"messages": HELLO, "max_tokens": "beaucoup"})
     assert status == 400 and body["error"]["message"] == "Le champ « max_tokens » doit être un nombre entier."
     assert body["error"]["param"] == "max_tokens" and body["error"]["code"] == "invalid_type"
+
+
+def test_the_runners_private_thread_route_is_never_relayed(make_gateway):
+    gw = make_gateway()
+    assert call(gw.port, "POST", CHAT, {"messages": HELLO, "max_tokens": 2})[0] == 200  # the runner is up
+    endpoint = gw.supervisor.status().endpoint
+    assert endpoint is not None
+    for headers in ({}, endpoint.headers):  # even with the runner's own key
+        for method, body in (("POST", {"n_threads": 2, "n_threads_batch": 2}), ("GET", None)):
+            status, _, answer = call(gw.port, method, THREADS_ROUTE, body, headers=headers)
+            assert status == 404 and "Adresse inconnue" in answer["error"]["message"]
+    assert read_threads(endpoint) == (1, 1)  # the runner has the route, and nothing reached it
 
 
 def test_requests_while_loading_wait_in_a_bounded_queue(make_gateway):

@@ -1,9 +1,14 @@
-"""Measuring one configuration for real: its own runner process, a warm-up, repeated requests, peaks.
+"""Measuring one configuration for real: a runner process, a warm-up, repeated requests, peaks.
 
-Each configuration runs in a fresh runner (``llama_cpp.server`` reads ``n_threads`` and every other
-setting only at start-up, so even a thread count change needs a new process), reused for the warm-up
-and every repetition. The runner is always stopped before :meth:`RunnerMeasurer.measure_config`
-returns — or raises: the cancel event stops it at once, even in the middle of a request.
+A configuration is measured in a runner process started for it, reused for the warm-up and every
+repetition. After a stable measurement the runner is kept (:mod:`tray_app.benchmark.kept_runner`): the
+next configuration, when it differs only in thread counts and is pinned the same way, is measured in it,
+the counts changed inside the process (llama.cpp's ``llama_set_n_threads`` through the runner's private
+route) instead of loading the model again; any other configuration stops it first and starts its own.
+``Measurement.runner`` numbers the processes: equal numbers, one process in turn. A runner is never kept
+after an unstable measurement, nor after :meth:`RunnerMeasurer.close`, which whoever makes a measurer
+calls when done; the cancel event stops the runner at once, even in the middle of a request or while
+it is kept between two measurements.
 
 A configuration that crashes, runs out of memory, answers incompletely or leaves the graphics card too
 full is returned as an *unstable* :class:`Measurement` and the run goes on. Failures that no other
@@ -22,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypedDict
 
+from tray_app.benchmark.kept_runner import KeptRunner, RunnerWatch, stop_runner
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.sampler import ResourceSampler
 from tray_app.benchmark.search import BenchmarkCancelled
@@ -104,6 +110,9 @@ class RunnerMeasurer:
         self.request_limit = request_limit
         self.prompt_tokens: dict[int, int] = {}  # variant → prompt tokens, counted once per model
         self.last_runner_pids: list[int] = []  # for tests: the last runner's processes
+        self.runners = 0  # runner processes started: the last one's number (``Measurement.runner``)
+        self.threads_read_back: tuple[int, int] | None = None  # llama.cpp's counts after the last change
+        self._kept: KeptRunner | None = None  # the runner of the last stable measurement, still running
 
     def __call__(self, point: Point) -> Measurement:
         config = config_for(self.base, point, n_layers=self.n_layers)
@@ -111,44 +120,97 @@ class RunnerMeasurer:
 
     # -- one configuration ------------------------------------------------------------------------
     def measure_config(self, config: RunnerConfig, affinity: tuple[int, ...] = ()) -> Measurement:
-        """Start a runner with ``config``, measure it, stop it. Raises BenchmarkCancelled, BenchmarkError."""
+        """Measure ``config`` in the kept runner (only its thread counts differ) or a new one; keep the
+        runner after a stable measurement, else stop it. Raises BenchmarkCancelled, BenchmarkError."""
+        if self.cancel.is_set():
+            self.close()
+            raise BenchmarkCancelled()
         started = time.monotonic()
-        runner = Runner(config, log_file=self.log_file)
-        sampler = ResourceSampler(runner.pids, self.nvml)
-        watch = _RunnerWatch(self.cancel, runner)
-        self._detail("Chargement du modèle")
+        kept = self._reuse(config, affinity)
+        if kept is not None:
+            runner, watch, number, used_before = kept.runner, kept.watch, kept.number, kept.used_before
+            self.last_runner_pids = runner.pids()
+            self._detail("Modèle déjà chargé")
+        else:
+            runner = Runner(config, log_file=self.log_file)
+            watch = RunnerWatch(self.cancel, runner)
+            self.runners += 1
+            number, used_before = self.runners, None
+            self._detail("Chargement du modèle")
+        sampler = ResourceSampler(runner.pids, self.nvml, used_before=used_before)
+        try:
+            measurement, endpoint = self._run(config, affinity, runner, kept, sampler, watch)
+        except BaseException:
+            stop_runner(runner, watch)
+            raise
+        if measurement.stable and self._unsafe(sampler):
+            measurement = Measurement.failed("unsafe", UNSAFE_VRAM_FR)
+        if measurement.stable and endpoint is not None and runner.alive and not self.cancel.is_set():
+            self._kept = KeptRunner(runner, endpoint, number, config, affinity, watch, sampler.used_before)
+        else:
+            stop_runner(runner, watch)
+        load_s = runner.load_seconds if kept is None else None  # a kept runner loaded nothing
+        measurement = _with_figures(measurement, sampler, wall_s=time.monotonic() - started, load_s=load_s)
+        return replace(measurement, runner=number if runner.pid is not None else None)
+
+    def close(self) -> None:
+        """Stop the runner kept from the last measurement, if any (idempotent)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.stop()
+
+    def _reuse(self, config: RunnerConfig, affinity: tuple[int, ...]) -> KeptRunner | None:
+        """The kept runner, given ``config``'s thread counts, when it can measure ``config``; otherwise
+        None, the kept runner stopped first."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        if not self.cancel.is_set() and kept.fits(config, affinity):
+            self.threads_read_back = kept.switch_to(config)
+            if self.threads_read_back is not None:
+                return kept
+        kept.stop()
+        return None
+
+    def _run(
+        self,
+        config: RunnerConfig,
+        affinity: tuple[int, ...],
+        runner: Runner,
+        kept: KeptRunner | None,
+        sampler: ResourceSampler,
+        watch: RunnerWatch,
+    ) -> tuple[Measurement, RunnerEndpoint | None]:
+        """The measurement (unstable when the configuration failed) and the runner's endpoint if ready."""
+        endpoint: RunnerEndpoint | None = kept.endpoint if kept is not None else None
+        watch.too_slow = False
         try:
             sampler.start()
-            endpoint = self._start(runner, affinity)
-            self.last_runner_pids = runner.pids()
-            watch.arm()
-            measurement = self._measure(runner, endpoint, sampler, affinity, watch)
+            if endpoint is None:
+                endpoint = self._start(runner, affinity)
+                self.last_runner_pids = runner.pids()
+                watch.arm()
+            elif self.cancel.is_set():  # the watch stopped the kept runner
+                raise BenchmarkCancelled()
+            return self._measure(config, runner, endpoint, sampler, affinity, watch), endpoint
         except RunnerError as exc:
             if exc.kind is FailureKind.CANCELLED or self.cancel.is_set():
                 raise BenchmarkCancelled() from exc
             if exc.kind in FATAL_KINDS:
                 raise BenchmarkError(exc.message_fr, exc.detail) from exc
             log.info("configuration unstable (%s): %s — %s", exc.kind.value, config.to_dict(), exc.detail)
-            measurement = Measurement.failed(exc.kind.value, exc.message_fr)
+            return Measurement.failed(exc.kind.value, exc.message_fr), endpoint
         except (ChatProbeError, OSError, http.client.HTTPException, ValueError) as exc:
             if self.cancel.is_set():
                 raise BenchmarkCancelled() from exc
             if watch.too_slow:
-                measurement = Measurement.failed("slow", SLOW_FR)
-            elif isinstance(exc, ChatProbeError) and exc.status == 400 and "context length" in exc.message:
+                return Measurement.failed("slow", SLOW_FR), endpoint
+            if isinstance(exc, ChatProbeError) and exc.status == 400 and "context length" in exc.message:
                 raise BenchmarkError(CONTEXT_TOO_SHORT_FR, exc.message) from exc
-            else:
-                measurement = self._failed_request(runner, exc)
+            return self._failed_request(runner, config, exc), endpoint
         finally:
-            watch.close()
+            watch.end_request()
             sampler.stop()
-            runner.stop()
-            runner.close_log()
-        measurement = _with_figures(measurement, sampler, wall_s=time.monotonic() - started, load_s=runner.load_seconds)
-        if measurement.stable and self._unsafe(sampler):
-            unsafe = Measurement.failed("unsafe", UNSAFE_VRAM_FR)
-            measurement = _with_figures(unsafe, sampler, measurement.wall_s, runner.load_seconds)
-        return measurement
 
     def _start(self, runner: Runner, affinity: tuple[int, ...]) -> RunnerEndpoint:
         if not affinity:
@@ -170,11 +232,12 @@ class RunnerMeasurer:
 
     def _measure(
         self,
+        config: RunnerConfig,
         runner: Runner,
         endpoint: RunnerEndpoint,
         sampler: ResourceSampler,
         affinity: tuple[int, ...],
-        watch: _RunnerWatch,
+        watch: RunnerWatch,
     ) -> Measurement:
         w = self.workload
         self._detail("Échauffement")
@@ -216,7 +279,7 @@ class RunnerMeasurer:
                     if result.tokens == 0 and runner.alive:
                         # An error event in the stream; the same request unstreamed says which (context?).
                         count_prompt_tokens(endpoint, conversation(variant), w.request_timeout_s)
-                    return self._incomplete(runner, result.tokens, result.error)
+                    return self._incomplete(runner, config, result.tokens, result.error)
                 gen.append(result.tokens_per_s)
                 if w.reads_prompt(i):
                     ttft.append(result.ttft_s)
@@ -242,23 +305,23 @@ class RunnerMeasurer:
         )
 
     # -- failures ---------------------------------------------------------------------------------
-    def _incomplete(self, runner: Runner, tokens: int, error: str = "") -> Measurement:
+    def _incomplete(self, runner: Runner, config: RunnerConfig, tokens: int, error: str = "") -> Measurement:
         if not runner.alive:
-            return self._runner_died(runner, f"runner ended during a request ({tokens} tokens) {error}".strip())
+            return self._runner_died(runner, config, f"runner ended during a request ({tokens} tokens) {error}".strip())
         why = f": {error}" if error else ""
-        log.info("incomplete answer (%d tokens%s) with %s", tokens, why, runner.config.to_dict())
+        log.info("incomplete answer (%d tokens%s) with %s", tokens, why, config.to_dict())
         return Measurement.failed("request", INCOMPLETE_FR)
 
-    def _failed_request(self, runner: Runner, exc: Exception) -> Measurement:
+    def _failed_request(self, runner: Runner, config: RunnerConfig, exc: Exception) -> Measurement:
         time.sleep(0.2)  # let a dying runner finish dying, so its exit status and last words are known
         if not runner.alive:
-            return self._runner_died(runner, f"{type(exc).__name__}: {exc}")
-        log.info("request failed with %s: %s", runner.config.to_dict(), exc)
+            return self._runner_died(runner, config, f"{type(exc).__name__}: {exc}")
+        log.info("request failed with %s: %s", config.to_dict(), exc)
         return Measurement.failed("request", INCOMPLETE_FR)
 
-    def _runner_died(self, runner: Runner, detail: str) -> Measurement:
+    def _runner_died(self, runner: Runner, config: RunnerConfig, detail: str) -> Measurement:
         kind, why = classify_failure(runner.returncode, runner.output_tail(80))
-        log.info("runner died while measuring %s (%s): %s; %s", runner.config.to_dict(), kind.value, why, detail)
+        log.info("runner died while measuring %s (%s): %s; %s", config.to_dict(), kind.value, why, detail)
         return Measurement.failed(kind.value, RunnerError(kind).message_fr)
 
     def _unsafe(self, sampler: ResourceSampler) -> bool:
@@ -314,48 +377,3 @@ def _with_figures(m: Measurement, sampler: ResourceSampler, wall_s: float, load_
         cpu_mhz=sampler.cpu_mhz,
         gpu_throttle=sampler.gpu_throttle,
     )
-
-
-class _RunnerWatch:
-    """Stops the runner as soon as the cancel event is set, or when a request runs past its limit.
-
-    Armed once the runner is ready (:meth:`arm`); while loading, :meth:`Runner.wait_ready` watches the
-    cancel event itself. ``too_slow`` tells a stop for the time limit from a crash.
-    """
-
-    def __init__(self, cancel: threading.Event, runner: Runner) -> None:
-        self._cancel = cancel
-        self._runner = runner
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._deadline: float | None = None
-        self.too_slow = False
-
-    def arm(self) -> None:
-        self._thread = threading.Thread(target=self._watch, name="bench-watch", daemon=True)
-        self._thread.start()
-
-    def start_request(self, limit_s: float | None) -> None:
-        self._deadline = time.monotonic() + limit_s if limit_s else None
-
-    def end_request(self) -> None:
-        self._deadline = None
-
-    def _watch(self) -> None:
-        while not self._done.is_set():
-            if self._cancel.wait(0.05):
-                if not self._done.is_set():
-                    log.info("benchmark cancelled: stopping runner %s", self._runner.pid)
-                    self._runner.stop(grace_s=0.5)
-                return
-            deadline = self._deadline
-            if deadline is not None and time.monotonic() > deadline and not self._done.is_set():
-                log.info("request past its time limit: stopping runner %s", self._runner.pid)
-                self.too_slow = True
-                self._runner.stop(grace_s=0.5)
-                return
-
-    def close(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(10.0)

@@ -47,6 +47,7 @@ class Measurement:
     other_cpu_percent: float | None = None  # CPU used by other programs during the requests (0-100)
     cpu_mhz: float | None = None  # median CPU frequency during the requests, where the OS says
     gpu_throttle: int = 0  # NVML clocks-event bits seen during the requests (idle excluded)
+    runner: int | None = None  # which runner process measured it: equal numbers, the same process in turn
     text: str = field(default="", repr=False)  # one generated answer (for the words-per-token ratio)
     failure_kind: str = ""
     failure_fr: str = ""
@@ -101,6 +102,7 @@ class Measurement:
             other_cpu_percent=_max(self.other_cpu_percent, other.other_cpu_percent),
             cpu_mhz=other.cpu_mhz if other.cpu_mhz is not None else self.cpu_mhz,
             gpu_throttle=self.gpu_throttle | other.gpu_throttle,
+            runner=self.runner if self.runner == other.runner else None,
             text=self.text,
         )
 

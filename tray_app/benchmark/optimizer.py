@@ -173,6 +173,7 @@ class Optimizer:
         try:
             outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
         finally:
+            measurer.close()  # the runner kept from the last measurement
             if nvml is not None and self._nvml is None:
                 nvml.close()
         tracker.finish()
@@ -181,7 +182,8 @@ class Optimizer:
     def head_to_head(
         self, a: Point, b: Point, *, quick: bool, rounds: int = 2, cancel: threading.Event | None = None
     ) -> tuple[Measurement, Measurement, Comparison | None]:
-        """Measure ``a`` and ``b`` alternately (a b, b a, a b…), each time in its own runner; runs pooled.
+        """Measure ``a`` and ``b`` alternately (a b, b a, a b…); runs pooled. Each measurement is in its own
+        runner, or in the previous one when only thread counts differ (see :mod:`tray_app.benchmark.engine`).
 
         For checking a claim without the winner's curse: the best of many noisy measurements is
         flattered by its noise, two configurations measured side by side are not. The comparison is
@@ -194,10 +196,13 @@ class Optimizer:
         )
         runs: dict[int, list[tuple[float, Measurement]]] = {0: [], 1: []}
         step = 0
-        for r in range(rounds):
-            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                step += 1
-                runs[i].append((step, measurer((a, b)[i])))
+        try:
+            for r in range(rounds):
+                for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    step += 1
+                    runs[i].append((step, measurer((a, b)[i])))
+        finally:
+            measurer.close()  # the runner kept from the last measurement
         pooled = []
         for i in (0, 1):
             stable = [m for _, m in runs[i] if m.stable]

@@ -30,10 +30,17 @@ GPU_PERIOD_S = 0.25
 
 
 class ResourceSampler:
-    """Samples the process tree given by ``pids()`` until :meth:`stop`. Cheap; tolerant of vanished pids."""
+    """Samples the process tree given by ``pids()`` until :meth:`stop`. Cheap; tolerant of vanished pids.
 
-    def __init__(self, pids: Callable[[], list[int]], nvml: NvmlReader | None = None) -> None:
+    ``used_before``: the card's used memory before the runner started, when the runner is already running
+    (a runner kept from an earlier measurement); otherwise it is read at :meth:`start`.
+    """
+
+    def __init__(
+        self, pids: Callable[[], list[int]], nvml: NvmlReader | None = None, *, used_before: int | None = None
+    ) -> None:
         self._pids = pids
+        self._given_baseline = used_before
         self._nvml = nvml if nvml is not None and nvml.available else None
         self._stop = threading.Event()
         self._measuring = threading.Event()
@@ -55,6 +62,8 @@ class ResourceSampler:
         gpu = self._read_gpu()
         if gpu is not None:
             self._baseline_used, self._gpu_total = gpu.memory_used, gpu.memory_total
+            if self._given_baseline is not None:
+                self._baseline_used = self._given_baseline
         self._thread.start()
 
     def stop(self) -> None:
@@ -86,6 +95,11 @@ class ResourceSampler:
     @property
     def gpu_total(self) -> int | None:
         return self._gpu_total
+
+    @property
+    def used_before(self) -> int | None:
+        """The card's used memory before the runner started (None without a GPU reading)."""
+        return self._baseline_used
 
     # -- sampling ---------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -270,6 +270,17 @@ def config_for(base: RunnerConfig, point: Point, *, n_layers: int) -> RunnerConf
     return base.with_changes(**changes)
 
 
+# What a running runner can change between two requests (llama.cpp's ``llama_set_n_threads``): two
+# configurations that differ only here are measured in one process, one after the other.
+RUNTIME_SETTINGS = ("n_threads", "n_threads_batch")
+
+
+def same_runner(a: RunnerConfig, b: RunnerConfig) -> bool:
+    """``b`` can be measured in the runner that measured ``a`` (their other settings are equal)."""
+    keep = {name: getattr(a, name) for name in RUNTIME_SETTINGS}
+    return b.with_changes(**keep) == a
+
+
 def affinity_for(point: Point, cpu: CpuInfo) -> tuple[int, ...]:
     """The logical CPUs the runner is pinned to, ``()`` for none."""
     return tuple(cpu.performance_logical_cpus) if point.get(AFFINITY) == P_CORES else ()

@@ -1,4 +1,5 @@
-"""Five changes to llama-cpp-python's engine and server, made inside the runner process only.
+"""Five changes to llama-cpp-python's engine and server, and one private route, made inside the runner
+process only.
 
 Loaded by :mod:`tray_app.host.runner_entry` before the server starts (standard library and llama_cpp
 only: the runner does not import ``tray_app``). Each fixes a behaviour of llama-cpp-python 0.3.x that the
@@ -32,19 +33,32 @@ gateway cannot repair from outside the process:
   the length asked for, or one token before the context is full, with its text and ``finish_reason``
   « length »: the stop of an answer cut by its size.
 
+And one route the server does not have: :data:`THREADS_ROUTE` (« Optimiser » only; the gateway never
+relays it). ``POST`` with ``{"n_threads": int, "n_threads_batch": int}`` sets the thread counts of the
+loaded model (llama.cpp's ``llama_set_n_threads``, read at every evaluation) under the server's lock, so
+never in the middle of an answer; ``GET`` changes nothing. Both answer the counts read back from llama.cpp,
+``{"n_threads": …, "n_threads_batch": …}``, and need the server's API key like its other routes. So
+configurations that differ only in thread counts are measured in one process, without loading the model
+again. A body that is not such an object is a 400 with a JSON error.
+
 The server handles one request at a time (its own lock), so the counts of the request being answered
 live on the model object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
+THREADS_ROUTE = "/desktop-mate/threads"
+THREAD_FIELDS = ("n_threads", "n_threads_batch")
+MAX_THREADS = 512  # ggml's GGML_MAX_N_THREADS
 _CUT = "_desktop_mate_cut"  # set on the model when this answer was ended here for its length
 _MAX_TOKENS = "_desktop_mate_max_tokens"  # the length asked for by the request being answered
 _USAGE = "_desktop_mate_usage"
@@ -109,6 +123,62 @@ def apply() -> None:
 
         setattr(app, "iterate_in_threadpool", iterate_ahead)  # noqa: B010 - a function replaced on purpose
         setattr(app, "get_llama_proxy", _leaving_the_model_first(app.get_llama_proxy))  # noqa: B010 - idem
+
+    from llama_cpp.server import app as server
+
+    # On the server's router, included in the application when the server creates it (after this).
+    server.router.add_route(THREADS_ROUTE, _threads, methods=["GET", "POST"], include_in_schema=False)
+
+
+def thread_counts(body: object) -> tuple[int, int] | str:
+    """``(n_threads, n_threads_batch)`` from a request body, or why it is refused."""
+    if not isinstance(body, dict) or set(body) != set(THREAD_FIELDS):
+        return 'expected a JSON object {"n_threads": int, "n_threads_batch": int}'
+    values = [body[name] for name in THREAD_FIELDS]
+    for name, value in zip(THREAD_FIELDS, values):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS:
+            return f"{name} must be an integer from 1 to {MAX_THREADS}"
+    return values[0], values[1]
+
+
+async def _threads(request: Any) -> Any:
+    """The :data:`THREADS_ROUTE` endpoint (a plain Starlette route: the key and the lock are the server's)."""
+    from llama_cpp.server import app as server
+    from starlette.responses import JSONResponse
+
+    settings = next(server.get_server_settings())
+    credentials: Any = await server.bearer_scheme(request)  # (authenticate's annotation says str: it is not)
+    await server.authenticate(settings, credentials)  # HTTPException 401, as for the server's own routes
+    counts: tuple[int, int] | None = None
+    if request.method == "POST":
+        try:
+            parsed = thread_counts(json.loads(await request.body()))
+        except ValueError:  # not JSON, or not UTF-8
+            parsed = "the body is not JSON"
+        if isinstance(parsed, str):
+            return JSONResponse({"error": {"message": parsed, "type": "invalid_request_error"}}, status_code=400)
+        counts = parsed
+    try:
+        # The server's own lock around the model: never in the middle of an answer.
+        async with contextlib.asynccontextmanager(server.get_llama_proxy)() as proxy:
+            read = _set_threads(proxy(), counts)
+    except Exception as exc:  # noqa: BLE001 - a JSON error for the caller, never a traceback
+        message = f"{type(exc).__name__}: {exc}"
+        return JSONResponse({"error": {"message": message, "type": "server_error"}}, status_code=500)
+    return JSONResponse(read)
+
+
+def _set_threads(llama: Any, counts: tuple[int, int] | None) -> dict[str, int]:
+    """Give the model ``counts`` (None: leave them), then read them back from llama.cpp."""
+    import llama_cpp
+
+    if counts is not None:
+        n_threads, n_batch = counts
+        llama._ctx.set_n_threads(n_threads, n_batch)  # llama_set_n_threads
+        llama.n_threads, llama.n_threads_batch = n_threads, n_batch  # what llama-cpp-python says it uses
+        llama.context_params.n_threads, llama.context_params.n_threads_batch = n_threads, n_batch
+    ctx = llama._ctx.ctx
+    return {"n_threads": llama_cpp.llama_n_threads(ctx), "n_threads_batch": llama_cpp.llama_n_threads_batch(ctx)}
 
 
 _producers: set[threading.Thread] = set()  # token threads of the answer being streamed

@@ -2,7 +2,8 @@
 
 Run as a script path (``python .../runner_entry.py ARGS``), not as ``-m tray_app…``: the runner then needs
 only the standard library and llama-cpp-python, wherever the ``tray_app`` package lives. Before the server
-starts, :mod:`runner_engine_patches` (beside this file) fixes three behaviours of the engine (see there).
+starts, :mod:`runner_engine_patches` (beside this file) fixes behaviours of the engine and adds a private
+route that changes its thread counts (see there).
 
 Why not plain ``python -m llama_cpp.server``: if the tray process dies without stopping its runner (crash,
 Task Manager), an orphaned runner would keep the whole model in VRAM and RAM, and the next start would
