@@ -6,6 +6,9 @@ batch/ubatch, flash attention, KV cache type) — plus a *noise model* (5 / 15 /
 slow drift as the laptop heats, bursts from another program, the occasional crash). Everything is
 deterministic by seed. The searches get a measuring function ``Point → Measurement`` and nothing else,
 exactly as on a real machine (``RunnerMeasurer``), so the very code « Optimiser » runs is measured here.
+Like the real measurer, the simulated one keeps its runner when the next configuration differs only in
+thread counts (:func:`~tray_app.benchmark.space.same_runner`): no load, and the process's share of the
+noise is the same for both.
 
     .venv/bin/python benchmarks/optimiser_sim.py                       # table, 40 seeds per case
     .venv/bin/python benchmarks/optimiser_sim.py --seeds 100 --json    # one object per machine × noise × method
@@ -117,6 +120,7 @@ from tray_app.benchmark.space import (
     affinity_for,
     build_space,
     config_for,
+    same_runner,
 )
 from tray_app.hardware.cpu import CpuInfo
 from tray_app.models.gguf_info import ModelInfo
@@ -506,6 +510,11 @@ class SimulatedMeasurer:
         self.drift_tau = drift_rng.uniform(60.0, 240.0)
         self.bursts = self._bursts(random.Random(f"bursts/{instance.machine.key}/{seed}"))
         self.n_layers = instance.model.n_layers
+        # The runner kept from the last measurement, as the real measurer keeps it: its configuration,
+        # pinning, number and luck (generation, prompt). A configuration that differs only in thread
+        # counts is measured in it; any other starts a new one.
+        self.kept: tuple[Any, tuple[int, ...], int, float, float] | None = None
+        self.runners = 0
 
     @staticmethod
     def _bursts(rng: random.Random) -> list[tuple[float, float, float]]:
@@ -534,9 +543,19 @@ class SimulatedMeasurer:
     def __call__(self, point: Point) -> Measurement:
         self.count += 1
         config = config_for(self.base, point, n_layers=self.n_layers)
-        truth = self.instance.truth_of(config, affinity_for(point, self.instance.machine.cpu))
+        affinity = affinity_for(point, self.instance.machine.cpu)
+        truth = self.instance.truth_of(config, affinity)
         started = self.clock
-        self.clock += self.instance.machine.load_s
+        kept, self.kept = self.kept, None
+        sigma = self.noise.level / math.sqrt(2)
+        if kept is not None and kept[1] == affinity and same_runner(kept[0], config):
+            runner, process, process_prompt = kept[2], kept[3], kept[4]
+        else:
+            self.runners += 1
+            runner = self.runners
+            self.clock += self.instance.machine.load_s
+            process = math.exp(self.rng.gauss(0, sigma))
+            process_prompt = math.exp(self.rng.gauss(0, sigma))
         if truth.outcome != "ok":
             kind = truth.outcome
             return Measurement.failed(kind, "simulé", wall_s=self.clock - started)
@@ -549,9 +568,6 @@ class SimulatedMeasurer:
         if device is not None and limit is not None and truth.runner_vram and device > limit:
             return Measurement.failed("unsafe", "simulé", wall_s=self.clock - started, peak_vram=truth.runner_vram,
                                       peak_vram_device=device)
-        sigma = self.noise.level / math.sqrt(2)
-        process = math.exp(self.rng.gauss(0, sigma))
-        process_prompt = math.exp(self.rng.gauss(0, sigma))
         self.clock += WARMUP_TOKENS / truth.gen_tps + 0.2
         gen, ttft, prompt = [], [], []
         for _ in range(REQUESTS):
@@ -564,8 +580,9 @@ class SimulatedMeasurer:
             ttft.append(first)
             prompt.append(p)
         self.clock += 0.5
+        self.kept = (config, affinity, runner, process, process_prompt)
         return Measurement(
-            stable=True, gen_samples=tuple(gen), ttft_samples=tuple(ttft), prompt_samples=tuple(prompt),
+            stable=True, runner=runner, gen_samples=tuple(gen), ttft_samples=tuple(ttft), prompt_samples=tuple(prompt),
             prompt_tokens=PROMPT_TOKENS, generated_tokens=MAX_TOKENS, wall_s=self.clock - started,
             peak_vram=truth.runner_vram or None, peak_vram_device=device, peak_ram=truth.runner_ram,
         )

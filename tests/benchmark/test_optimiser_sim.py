@@ -21,6 +21,19 @@ def test_a_seed_gives_the_same_machine_and_the_same_measurements():
     assert sim.Case(sim.RTX4050, 4).optimum != a.optimum
 
 
+def test_the_simulated_measurer_keeps_its_runner_for_a_thread_change_only():
+    case = sim.Case(sim.CPU4, 1)
+    measure = case.measurer(sim.NOISES["15"], "x")
+    start = case.space.canonical(case.space.start)
+    first = measure(start)
+    threads = next(v for v in case.space.dim("threads").values if v != start.get("threads"))
+    other_threads = measure(case.space.canonical(start.with_value("threads", threads)))
+    assert other_threads.runner == first.runner and other_threads.wall_s < first.wall_s  # no load
+    batch = next(v for v in case.space.dim("batch").values if v != start.get("batch"))
+    other_batch = measure(case.space.canonical(start.with_value("batch", batch)))
+    assert other_batch.runner not in (None, first.runner)
+
+
 def test_the_surfaces_behave_as_their_sources_say():
     inst = sim.Instance(sim.RTX4050, 0)
     n = inst.model.n_layers

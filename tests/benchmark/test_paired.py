@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
@@ -19,6 +20,9 @@ from tray_app.benchmark.paired import (
     noise_sigma,
     prior_from_requests,
     series_of,
+    within_prior_from_requests,
+    within_runner_difference,
+    within_runner_sigma,
 )
 
 
@@ -91,3 +95,61 @@ def test_series_leave_out_what_did_not_work_and_read_the_first_word_as_a_speed()
 def test_comparison_round_trips_through_json():
     c = Comparison(0.12, 0.02, 0.23, 3, 0.08)
     assert Comparison.from_dict(c.to_dict()) == c and c.to_dict()["verdict"] == "better"
+
+
+def in_runners(level: float, *measured: tuple[int, int, float]) -> Series:
+    """log speeds at ``level``: (time, runner process, that process's own luck as a factor)."""
+    ordered = sorted(measured)
+    return Series(tuple(t for t, _, _ in ordered), tuple(math.log(level * f) for _, _, f in ordered),
+                  tuple(r for _, r, _ in ordered))
+
+
+def lucky_runner_between() -> tuple[Series, Series]:
+    return (in_runners(100.0, (1, 1, 0.90), (3, 2, 1.30), (5, 3, 1.0)),
+            in_runners(105.0, (2, 1, 0.90), (4, 3, 1.0)))
+
+
+def test_what_one_runner_measured_of_both_is_free_of_that_runners_luck():
+    # B is truly 5 % faster. Runner 1 measured A then B and was slow (−10 %) for both; runner 2 measured
+    # A alone and was lucky (+30 %); runner 3 measured B then A, as fast as it should be.
+    a, b = lucky_runner_between()
+    mixed = interleaved_difference(a, b)
+    assert mixed is not None and math.exp(mixed.value) < 1.0  # runner 1's luck makes B look slower
+    shared = within_runner_difference(a, b)
+    assert shared is not None and math.exp(shared.value) == pytest.approx(1.05)
+    assert within_runner_difference(a, in_runners(105.0, (6, 4, 1.0))) is None  # no runner measured both
+
+
+def test_compare_takes_the_shared_runners_only_when_they_are_more_precise():
+    a, b = lucky_runner_between()
+    across = compare(a, b, sigma=0.12)
+    assert across is not None and across.gain < 0 and across.sigma == 0.12
+    inside = compare(a, b, sigma=0.12, within=0.02)
+    assert inside is not None and inside.gain == pytest.approx(0.05) and inside.verdict == "better"
+    assert inside.sigma == 0.02
+    # Inside one runner no quieter than across runners: the estimate from every measurement stands.
+    assert compare(a, b, sigma=0.12, within=0.5) == across
+
+
+def test_noise_inside_a_runner_counts_only_repeats_made_by_one_runner():
+    # A measured twice by each of two runners: steady inside each, 40 % apart from one runner to the other.
+    a = in_runners(100.0, (1, 1, 1.0), (2, 1, 1.0), (3, 2, 1.4), (4, 2, 1.4))
+    assert within_runner_sigma([a], prior=0.05) < 0.05
+    assert noise_sigma([a], prior=0.05) > 0.1  # across runners the jump counts
+
+
+def test_the_prior_inside_a_runner_is_the_requests_spread_over_their_number():
+    shaky = Measurement(stable=True, gen_samples=(90.0, 110.0, 100.0))
+    spread = statistics.stdev(math.log(x) for x in shaky.gen_samples)
+    prior = within_prior_from_requests([shaky, shaky])
+    assert prior == pytest.approx(spread * math.sqrt(math.pi / 2 / 3))
+    assert prior < prior_from_requests([shaky])  # less than between two runners
+    assert within_prior_from_requests([Measurement(stable=True, gen_samples=(50.0,))]) is None
+
+
+def test_series_remember_which_runner_measured_what():
+    first = Measurement(stable=True, gen_samples=(50.0,), runner=1)
+    second = Measurement(stable=True, gen_samples=(55.0,), runner=2)
+    s = series_of([(2, second), (1, first)])
+    assert s.runners == (1, 2) and s.runner_ids() == {1, 2}
+    assert s.in_runner(2).values == (pytest.approx(math.log(55.0)),)

@@ -308,3 +308,35 @@ def test_a_value_far_behind_is_not_measured_again_after_another_setting_changed(
     outcome = racing_search(space, surface, budget=12)
     assert outcome.best.point == space.canonical(Point.of(threads=2, attention="f16_fa"))
     assert space.canonical(Point.of(threads=1, attention="f16_fa")) not in surface.calls
+
+
+def test_a_thread_race_in_one_runner_is_judged_from_that_runner():
+    # Four threads are truly 5 % faster than three. Runner 1 measured three threads alone and was lucky
+    # (+30 %); runner 2 then measured 3, 4, 3, 4 one after the other, slow for both (−10 %).
+    space = threads_space()
+    three, four = Point.of(threads=3), Point.of(threads=4)
+    script = iter([(three, 1, 1.30), (three, 2, 0.90), (four, 2, 0.90), (three, 2, 0.90), (four, 2, 0.90)])
+
+    def measure_with(runner_known: bool):
+        def measure(p: Point) -> Measurement:
+            expected, runner, luck = next(script)
+            assert p == expected
+            speed = (105.0 if p == four else 100.0) * luck
+            return Measurement(stable=True, gen_samples=(speed * 0.99, speed, speed * 1.01),
+                               runner=runner if runner_known else None)
+        return measure
+
+    lab = _Lab(measure_with(True), 10, None, None, None)
+    for p in (three, three, four, three, four):
+        lab.run(p)
+    inside = lab.compare(three, four)
+    assert inside is not None and inside.gain == pytest.approx(0.05) and inside.verdict == "better"
+    # The same measurements without knowing which runner made them: runner 1's luck counts as noise
+    # between every two measurements, and the gain is lost in it.
+    script = iter([(three, 1, 1.30), (three, 2, 0.90), (four, 2, 0.90), (three, 2, 0.90), (four, 2, 0.90)])
+    blind = _Lab(measure_with(False), 10, None, None, None)
+    for p in (three, three, four, three, four):
+        blind.run(p)
+    across = blind.compare(three, four)
+    assert across is not None and across.verdict == "unsure" and across.sigma > 4 * inside.sigma
+    assert space.valid(four)

@@ -4,13 +4,15 @@ On a laptop that renders an avatar, runs a browser and heats up, the same config
 apart from one minute to the next (seen on our 2-core test machine). One measurement of each candidate
 cannot tell a 5 % gain from luck, and measuring A for a while and then B for a while mixes the
 difference with the drift (heat, another program starting). So two candidates are compared from
-*interleaved* measurements (A B A B…, each measurement one runner process), on the logarithm of the
-speed (a ratio becomes a difference):
+*interleaved* measurements (A B A B…), on the logarithm of the speed (a ratio becomes a difference):
 
 * every measurement of B is set against A *at the same moment*, A interpolated linearly between its
   measurements just before and just after (and the other way round), so a slow drift cancels out;
 * the noise of one measurement (σ, log scale) is estimated from the configurations measured more than
   once, with successive differences (a slow drift does not inflate them), pooled with a prior;
+* two configurations measured in turn by *one* runner process (only the thread counts differ: the
+  measurer changes them in place) are compared from that process alone when it gives the narrower
+  interval, with the noise between two measurements of one process: the process's own luck cancels;
 * the difference comes with its standard error, from the exact weights of each measurement in the
   estimate; a verdict (``better`` / ``worse``) is given only when the interval (± :data:`Z` standard
   errors) excludes no change, and ``tie`` when it shows the two within :data:`TIE_MARGIN` of each other.
@@ -52,10 +54,12 @@ def log_prompt_speed(m: Measurement) -> float | None:
 
 @dataclass(frozen=True)
 class Series:
-    """The measurements of one configuration: when (the measurement's order number) and the log value."""
+    """The measurements of one configuration: when (the measurement's order number), the log value, and
+    which runner process measured it (None: unknown)."""
 
     times: tuple[float, ...]
     values: tuple[float, ...]
+    runners: tuple[int | None, ...] = ()
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[float, float]]) -> Series:
@@ -64,6 +68,14 @@ class Series:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def runner_ids(self) -> set[int]:
+        return {r for r in self.runners if r is not None}  # (runners: empty when unknown)
+
+    def in_runner(self, runner: int) -> Series:
+        """Only the measurements made by ``runner``."""
+        kept = [i for i, r in enumerate(self.runners) if r == runner]
+        return Series(tuple(self.times[i] for i in kept), tuple(self.values[i] for i in kept), (runner,) * len(kept))
 
     def weights_at(self, t: float) -> list[tuple[int, float]]:
         """The series at time ``t`` as (index, weight) pairs: linear between neighbours, flat outside."""
@@ -118,6 +130,23 @@ def interleaved_difference(a: Series, b: Series) -> Difference | None:
     return Difference(value, factor, min(len(a), len(b)))
 
 
+def within_runner_difference(a: Series, b: Series) -> Difference | None:
+    """``b − a`` from the runner processes that measured both, and only from them: each process's
+    interleaved difference, weighted by its precision. What one process shows is free of the luck of
+    the process itself (where its memory landed, what else ran then). None when no process measured both.
+    """
+    parts = [
+        d for r in sorted(a.runner_ids() & b.runner_ids())
+        if (d := interleaved_difference(a.in_runner(r), b.in_runner(r))) is not None
+    ]
+    if not parts:
+        return None
+    weights = [1.0 / d.variance_factor for d in parts]
+    total = sum(weights)
+    value = sum(w * d.value for w, d in zip(weights, parts)) / total
+    return Difference(value, 1.0 / total, sum(d.pairs for d in parts))
+
+
 def noise_sigma(series: Iterable[Series], *, prior: float = PRIOR_SIGMA, prior_weight: float = PRIOR_WEIGHT) -> float:
     """σ of one measurement (log scale), from configurations measured more than once, pooled with a prior.
 
@@ -148,6 +177,29 @@ def prior_from_requests(measurements: Iterable[Measurement]) -> float:
         if m.stable and len(g) >= 2:
             spreads.append(statistics.stdev(math.log(x) for x in g))
     return max(PRIOR_FLOOR, math.sqrt(2) * statistics.median(spreads)) if spreads else PRIOR_SIGMA
+
+
+def within_runner_sigma(series: Iterable[Series], *, prior: float) -> float:
+    """σ of one measurement against another *in the same runner process*: successive differences of the
+    configurations measured more than once by one process, pooled with ``prior``."""
+    groups = [s.in_runner(r) for s in series for r in sorted(s.runner_ids())]
+    return noise_sigma(groups, prior=prior)
+
+
+def within_prior_from_requests(measurements: Iterable[Measurement]) -> float | None:
+    """A first guess of :func:`within_runner_sigma`: the spread of the requests inside each measurement,
+    pooled, divided by √(requests), times √(π/2) (a median of a few requests is a little noisier than
+    their mean). None without a measurement of two requests or more."""
+    variances, counts = [], []
+    for m in measurements:
+        g = [x for x in m.gen_samples if x > 0]
+        if m.stable and len(g) >= 2:
+            variances.append(statistics.variance(math.log(x) for x in g))
+            counts.append(len(g))
+    if not variances:
+        return None
+    pooled = statistics.fmean(variances)  # unbiased, where the median of a few spreads is not
+    return max(SIGMA_FLOOR, math.sqrt(pooled * math.pi / 2 / statistics.median(counts)))
 
 
 @dataclass(frozen=True)
@@ -185,12 +237,21 @@ class Comparison:
                    float(data["sigma"]))
 
 
-def compare(a: Series, b: Series, sigma: float, *, z: float = Z) -> Comparison | None:
-    """``b`` against ``a`` (see the module docstring); None when either was never measured."""
+def compare(a: Series, b: Series, sigma: float, *, z: float = Z, within: float | None = None) -> Comparison | None:
+    """``b`` against ``a`` (see the module docstring); None when either was never measured.
+
+    ``within``: σ of one measurement against another of the same runner process. When given, and the
+    processes that measured both give the narrower interval, the estimate comes from them alone.
+    """
     d = interleaved_difference(a, b)
     if d is None:
         return None
     se = sigma * math.sqrt(d.variance_factor)
+    if within is not None:
+        shared = within_runner_difference(a, b)
+        if shared is not None and within * math.sqrt(shared.variance_factor) < se:
+            d, sigma = shared, within
+            se = sigma * math.sqrt(d.variance_factor)
     return Comparison(
         gain=math.exp(d.value) - 1,
         low=math.exp(d.value - z * se) - 1,
@@ -204,5 +265,5 @@ def series_of(
     trials: Sequence[tuple[float, Measurement]], value: Callable[[Measurement], float | None] = log_gen
 ) -> Series:
     """The :class:`Series` of (time, measurement) pairs, unstable measurements left out."""
-    points = [(t, v) for t, m in trials if (v := value(m)) is not None]
-    return Series.of(points)
+    points = sorted((t, v, m.runner) for t, m in trials if (v := value(m)) is not None)
+    return Series(tuple(t for t, _, _ in points), tuple(v for _, v, _ in points), tuple(r for _, _, r in points))

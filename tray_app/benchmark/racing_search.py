@@ -24,6 +24,11 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
   more on the card).
 * **Prompt-only settings** (batch size, prompt threads) are raced on the time to first token, and may
   not make generation slower beyond the noise; only the most promising value gets a second round.
+* **Thread counts inside one runner.** The measurer keeps its runner when the next configuration differs
+  only in thread counts (:func:`~tray_app.benchmark.space.same_runner`), so a race on the threads
+  alternates A B A B in one process. Its comparisons then come from that process alone when that is
+  more precise (:func:`~tray_app.benchmark.paired.within_runner_difference`): the luck of each process
+  (where its memory landed, what else ran) no longer hides a 5-10 % difference.
 * **A value far behind is not measured again**: one that lost by more than :data:`FAR_BEHIND`, beyond
   the noise, with the same memory settings, is not raced again when another setting has changed.
 * **A crash is believed only twice**: a configuration that stopped once for no memory reason is measured
@@ -59,6 +64,8 @@ from tray_app.benchmark.paired import (
     noise_sigma,
     prior_from_requests,
     series_of,
+    within_prior_from_requests,
+    within_runner_sigma,
 )
 from tray_app.benchmark.search import BenchmarkCancelled, SearchOutcome, StepCallback, Trial, TrialCallback
 from tray_app.benchmark.space import Dimension, Point, SearchSpace
@@ -74,6 +81,7 @@ MIN_BUDGET = 8
 MAX_BUDGET = 40
 FAR_BEHIND = 0.2  # a value this much slower, beyond the noise, is not measured again in another context
 MAX_ROUNDS = 5  # rounds of a race on generation speed (the first measures each candidate once)
+FUTILE_AFTER = 2  # rounds after which a candidate not ahead of the incumbent is dropped
 MAX_PROMPT_ROUNDS = 2  # on the first word: prompt settings matter less than generation
 FINAL_ROUNDS = 3
 FINAL_RESERVE = 4  # two rounds of the final check (one on the smallest budgets)
@@ -226,9 +234,21 @@ class _Lab:
         prior = prior_from_requests(stable) if value is log_gen else prior_from_requests([])
         return noise_sigma((self.series(p, value) for p in self.history), prior=prior)
 
+    def within_sigma(self, value: Value = log_gen) -> float | None:
+        """The noise between two measurements of one runner process (generation speed only: the prompt is
+        read once per measurement in the quick workload, which leaves no spread to start from)."""
+        if value is not log_gen:
+            return None
+        prior = within_prior_from_requests(t.measurement for t in self.trials if t.measurement.stable)
+        if prior is None:
+            return None
+        return within_runner_sigma((self.series(p, value) for p in self.history), prior=prior)
+
     def compare(self, a: Point, b: Point, value: Value = log_gen, *, b_after: int = 0) -> Comparison | None:
-        """``b`` against ``a`` from every measurement of both (of ``b``: after ``b_after``), paired in time."""
-        return compare(self.series(a, value), self.series(b, value, after=b_after), self.sigma(value))
+        """``b`` against ``a`` from every measurement of both (of ``b``: after ``b_after``), paired in time —
+        or from the runner processes that measured both, when that is more precise."""
+        return compare(self.series(a, value), self.series(b, value, after=b_after), self.sigma(value),
+                       within=self.within_sigma(value))
 
     def memory_used(self, point: Point) -> int | None:
         """Graphics memory of the runner when it used the card, else its RAM (the largest seen)."""
@@ -421,7 +441,7 @@ class _Search:
                     self.judged.add((incumbent, c))
                 return max(winners, key=lambda c: (self.layers(c), self._gain(incumbent, c, value)))
             unsure = [c for c, v in verdicts.items() if v == "unsure"]
-            if rounds >= 2:  # futility: measured twice and still not ahead, it will not win in time
+            if rounds >= FUTILE_AFTER:  # futility: measured again and still not ahead, it will not win in time
                 unsure = [c for c in unsure if self._gain(incumbent, c, value) > 0]
             if dim.prompt_only and unsure:  # the first word matters less: only the most promising again
                 unsure = [max(unsure, key=lambda c: self._gain(incumbent, c, value))]
