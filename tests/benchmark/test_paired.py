@@ -9,6 +9,7 @@ import pytest
 
 from tray_app.benchmark.measurement import Measurement
 from tray_app.benchmark.paired import (
+    MIN_PAIRS,
     PRIOR_FLOOR,
     PRIOR_SIGMA,
     Comparison,
@@ -64,6 +65,32 @@ def test_compare_gives_an_interval_and_a_verdict_only_beyond_the_noise():
     same = compare(a, Series.of((t, math.log(100.5)) for t in (2, 4, 6)), sigma=0.005)
     assert same is not None and same.verdict == "tie"
     assert compare(Series.of([]), b, sigma=0.1) is None
+
+
+def test_one_measurement_of_either_side_gives_no_verdict_however_far_apart():
+    a = Series.of([(1, math.log(100.0))])
+    b = Series.of([(2, math.log(180.0))])
+    single = compare(a, b, sigma=0.02)
+    assert single is not None and single.low > 0.5 and single.pairs == 1 < MIN_PAIRS
+    assert single.verdict == "unsure"  # one lucky runner process against an unlucky one: no proof
+    twice = compare(a, Series.of([(2, math.log(180.0)), (3, math.log(180.0))]), sigma=0.02)
+    assert twice is not None and twice.pairs == 1 and twice.verdict == "unsure"  # A still measured once
+    both = compare(Series.of([(1, math.log(100.0)), (4, math.log(100.0))]),
+                   Series.of([(2, math.log(180.0)), (3, math.log(180.0))]), sigma=0.02)
+    assert both is not None and both.pairs == 2 and both.verdict == "better"
+    # Measured once each by one runner process: its luck cancels, the requests' noise alone is left.
+    a1, b1 = in_runners(100.0, (1, 7, 1.0)), in_runners(180.0, (2, 7, 1.0))
+    inside = compare(a1, b1, sigma=0.3, within=0.02)
+    assert inside is not None and inside.one_runner and inside.pairs == 1 and inside.verdict == "better"
+
+
+def test_the_speed_compared_is_the_mean_of_the_requests_logs_not_their_median():
+    m = Measurement(stable=True, gen_samples=(10.0, 20.0, 40.0))
+    assert m.gen_tps == pytest.approx(20.0)  # what the reports show
+    assert log_gen(m) == pytest.approx(math.log(20.0))  # geometric mean, here equal to the median
+    skewed = Measurement(stable=True, gen_samples=(10.0, 10.0, 80.0))
+    assert skewed.gen_tps == pytest.approx(10.0)
+    assert log_gen(skewed) == pytest.approx(math.log(20.0))  # (log 10 + log 10 + log 80) / 3 = log ∛8000
 
 
 def test_noise_is_estimated_from_repeats_and_a_slow_drift_barely_counts():
@@ -138,11 +165,24 @@ def test_noise_inside_a_runner_counts_only_repeats_made_by_one_runner():
     assert noise_sigma([a], prior=0.05) > 0.1  # across runners the jump counts
 
 
+def test_noise_between_runners_leaves_out_repeats_made_by_one_runner():
+    # Steady inside each runner, 40 % apart from one to the next: measured twice by each, the repeats
+    # inside a runner would halve the noise seen between two runners.
+    a = in_runners(100.0, (1, 1, 1.0), (2, 1, 1.0), (3, 2, 1.4), (4, 2, 1.4), (5, 3, 1.0), (6, 3, 1.0))
+    mixed = noise_sigma([a], prior=0.05, prior_weight=0.5)
+    across = noise_sigma([a], prior=0.05, prior_weight=0.5, across_runners=True)
+    jump = math.log(1.4) / math.sqrt(2)  # σ of one measurement from a jump of log 1.4 between two
+    assert across == pytest.approx(math.sqrt((0.5 * 0.05**2 + 2 * jump**2) / 2.5))
+    assert mixed < 0.75 * across
+    unknown = Series.of((t, v) for t, v in zip(a.times, a.values))  # runners not known: every repeat counts
+    assert noise_sigma([unknown], prior=0.05, prior_weight=0.5, across_runners=True) == pytest.approx(mixed)
+
+
 def test_the_prior_inside_a_runner_is_the_requests_spread_over_their_number():
     shaky = Measurement(stable=True, gen_samples=(90.0, 110.0, 100.0))
     spread = statistics.stdev(math.log(x) for x in shaky.gen_samples)
     prior = within_prior_from_requests([shaky, shaky])
-    assert prior == pytest.approx(spread * math.sqrt(math.pi / 2 / 3))
+    assert prior == pytest.approx(spread / math.sqrt(3))
     assert prior < prior_from_requests([shaky])  # less than between two runners
     assert within_prior_from_requests([Measurement(stable=True, gen_samples=(50.0,))]) is None
 

@@ -28,6 +28,8 @@ class NoisySurface:
 
     Memory: the runner takes ``vram(point)`` bytes; above ``limit`` the measurer calls it unsafe, as
     ``RunnerMeasurer`` does. ``burst`` slows the measurements whose numbers it lists (another program).
+    Runner processes are numbered as ``RunnerMeasurer`` numbers them: one is kept after a stable
+    measurement for the next point when only the thread counts differ.
     """
 
     def __init__(self, speed, *, noise=0.02, seed=0, vram=None, limit=None, burst=(), crash_once=()):
@@ -39,9 +41,19 @@ class NoisySurface:
         self.burst = set(burst)
         self.crash_once = set(crash_once)
         self.calls: list[Point] = []
+        self.runners = 0
+        self.kept: Point | None = None  # the point the kept runner measured last
+
+    def _runner(self, p: Point) -> int:
+        kept, self.kept = self.kept, None
+        threads_only = {name for name, _ in p.items} - {"threads", "threads_batch"}
+        if kept is None or any(kept.get(name) != p.get(name) for name in threads_only):
+            self.runners += 1
+        return self.runners
 
     def __call__(self, p: Point) -> Measurement:
         self.calls.append(p)
+        runner = self._runner(p)
         if p in self.crash_once:
             self.crash_once.discard(p)
             return Measurement.failed("crashed", "Le moteur du modèle s'est arrêté brutalement.")
@@ -52,8 +64,9 @@ class NoisySurface:
         g = self.speed(p) * factor * math.exp(self.rng.gauss(0, self.noise))
         samples = tuple(g * math.exp(self.rng.gauss(0, self.noise / 3)) for _ in range(3))
         ttft = 1.0 / (1 + 0.001 * p.get("batch", 512))
-        return Measurement(stable=True, gen_samples=samples, ttft_samples=(ttft,) * 3, peak_vram=used,
-                           peak_ram=1000 * MIB)
+        self.kept = p
+        return Measurement(stable=True, runner=runner, gen_samples=samples, ttft_samples=(ttft,) * 3,
+                           peak_vram=used, peak_ram=1000 * MIB)
 
 
 def threads_space(start: int = 3) -> SearchSpace:
@@ -153,7 +166,7 @@ def test_a_configuration_seen_too_full_once_is_not_kept_even_if_it_fitted_before
 def test_a_crash_is_measured_again_before_being_believed():
     best = Point.of(threads=5)
     surface = NoisySurface(peak_at_5, noise=0.02, crash_once={Point.of(threads=4), best})
-    outcome = racing_search(threads_space(), surface, budget=12)
+    outcome = racing_search(threads_space(), surface, budget=16)
     assert outcome.best.point == best
     assert not outcome.trials[1].measurement.stable  # threads=4 crashed once...
     assert outcome.trials[2].point == outcome.trials[1].point and outcome.trials[2].measurement.stable

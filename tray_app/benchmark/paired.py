@@ -9,13 +9,16 @@ difference with the drift (heat, another program starting). So two candidates ar
 * every measurement of B is set against A *at the same moment*, A interpolated linearly between its
   measurements just before and just after (and the other way round), so a slow drift cancels out;
 * the noise of one measurement (σ, log scale) is estimated from the configurations measured more than
-  once, with successive differences (a slow drift does not inflate them), pooled with a prior;
+  once, with successive differences (a slow drift does not inflate them), pooled with a prior — between
+  two runner processes from measurements by two processes only (``across_runners``);
 * two configurations measured in turn by *one* runner process (only the thread counts differ: the
   measurer changes them in place) are compared from that process alone when it gives the narrower
   interval, with the noise between two measurements of one process: the process's own luck cancels;
 * the difference comes with its standard error, from the exact weights of each measurement in the
   estimate; a verdict (``better`` / ``worse``) is given only when the interval (± :data:`Z` standard
-  errors) excludes no change, and ``tie`` when it shows the two within :data:`TIE_MARGIN` of each other.
+  errors) excludes no change, and ``tie`` when it shows the two within :data:`TIE_MARGIN` of each other;
+  never from a single measurement of either side (:data:`MIN_PAIRS`): a search makes dozens of
+  comparisons, and one runner process 25 % luckier than another is then bound to happen.
 
 Everything here is pure arithmetic on measurement histories: the search
 (:mod:`tray_app.benchmark.racing_search`) decides what to measure next.
@@ -32,6 +35,7 @@ from typing import Any
 from tray_app.benchmark.measurement import Measurement
 
 Z = 2.0  # standard errors for a verdict (about 97.5 % one-sided under normal noise)
+MIN_PAIRS = 2  # no verdict from one measurement of either side: one lucky runner process is no proof
 TIE_MARGIN = 0.03  # two configurations shown within ±3 % of each other are a tie
 PRIOR_SIGMA = 0.10  # log-speed noise of one measurement assumed before any repeat (between two processes)
 PRIOR_WEIGHT = 2.0  # how many degrees of freedom the prior counts for
@@ -41,9 +45,13 @@ SIGMA_CEILING = 0.60
 
 
 def log_gen(m: Measurement) -> float | None:
-    """log(generated tokens/s) of a stable measurement, None otherwise."""
-    g = m.gen_tps
-    return math.log(g) if m.stable and g and g > 0 else None
+    """The mean of log(generated tokens/s) over a stable measurement's requests, None otherwise.
+
+    The mean, not the median the reports show: of three requests, the median throws away a third of
+    what they tell (its variance is π/2 times the mean's), and one request slowed by another program
+    moves the successive differences too, so :func:`noise_sigma` widens with it."""
+    g = [x for x in m.gen_samples if x > 0]
+    return statistics.fmean(math.log(x) for x in g) if m.stable and g else None
 
 
 def log_prompt_speed(m: Measurement) -> float | None:
@@ -147,17 +155,28 @@ def within_runner_difference(a: Series, b: Series) -> Difference | None:
     return Difference(value, 1.0 / total, sum(d.pairs for d in parts))
 
 
-def noise_sigma(series: Iterable[Series], *, prior: float = PRIOR_SIGMA, prior_weight: float = PRIOR_WEIGHT) -> float:
+def noise_sigma(
+    series: Iterable[Series],
+    *,
+    prior: float = PRIOR_SIGMA,
+    prior_weight: float = PRIOR_WEIGHT,
+    across_runners: bool = False,
+) -> float:
     """σ of one measurement (log scale), from configurations measured more than once, pooled with a prior.
 
     Successive differences (mean squared successive difference / 2): a slow drift between two
     measurements of the same configuration barely adds to them, a sudden change does.
+    ``across_runners``: only two successive measurements made by different runner processes count (or
+    by unknown ones): two of one process share its luck, and tell the noise inside a process only.
     """
     squares, dof = 0.0, 0.0
     for s in series:
         values = s.values
-        for x, y in zip(values, values[1:]):
-            squares += (y - x) ** 2 / 2
+        runners = s.runners or (None,) * len(values)
+        for i in range(len(values) - 1):
+            if across_runners and runners[i] is not None and runners[i] == runners[i + 1]:
+                continue
+            squares += (values[i + 1] - values[i]) ** 2 / 2
             dof += 1
     variance = (prior_weight * prior**2 + squares) / (prior_weight + dof)
     return min(SIGMA_CEILING, max(SIGMA_FLOOR, math.sqrt(variance)))
@@ -188,8 +207,8 @@ def within_runner_sigma(series: Iterable[Series], *, prior: float) -> float:
 
 def within_prior_from_requests(measurements: Iterable[Measurement]) -> float | None:
     """A first guess of :func:`within_runner_sigma`: the spread of the requests inside each measurement,
-    pooled, divided by √(requests), times √(π/2) (a median of a few requests is a little noisier than
-    their mean). None without a measurement of two requests or more."""
+    pooled, divided by √(requests) (:func:`log_gen` is their mean). None without a measurement of two
+    requests or more."""
     variances, counts = [], []
     for m in measurements:
         g = [x for x in m.gen_samples if x > 0]
@@ -199,7 +218,7 @@ def within_prior_from_requests(measurements: Iterable[Measurement]) -> float | N
     if not variances:
         return None
     pooled = statistics.fmean(variances)  # unbiased, where the median of a few spreads is not
-    return max(SIGMA_FLOOR, math.sqrt(pooled * math.pi / 2 / statistics.median(counts)))
+    return max(SIGMA_FLOOR, math.sqrt(pooled / statistics.median(counts)))
 
 
 @dataclass(frozen=True)
@@ -211,10 +230,13 @@ class Comparison:
     high: float
     pairs: int  # measurements of the less measured of the two
     sigma: float  # the noise of one measurement it was computed with (log scale)
+    one_runner: bool = False  # computed from what runner processes measured of both (their luck cancels)
 
     @property
     def verdict(self) -> str:
         """``better`` or ``worse`` beyond the noise, ``tie`` (shown within the margin), else ``unsure``."""
+        if self.pairs < MIN_PAIRS and not self.one_runner:
+            return "unsure"
         if self.low > 0:
             return "better"
         if self.high < 0:
@@ -247,10 +269,11 @@ def compare(a: Series, b: Series, sigma: float, *, z: float = Z, within: float |
     if d is None:
         return None
     se = sigma * math.sqrt(d.variance_factor)
+    one_runner = False
     if within is not None:
         shared = within_runner_difference(a, b)
         if shared is not None and within * math.sqrt(shared.variance_factor) < se:
-            d, sigma = shared, within
+            d, sigma, one_runner = shared, within, True
             se = sigma * math.sqrt(d.variance_factor)
     return Comparison(
         gain=math.exp(d.value) - 1,
@@ -258,6 +281,7 @@ def compare(a: Series, b: Series, sigma: float, *, z: float = Z, within: float |
         high=math.exp(d.value + z * se) - 1,
         pairs=d.pairs,
         sigma=sigma,
+        one_runner=one_runner,
     )
 
 

@@ -29,8 +29,14 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
   alternates A B A B in one process. Its comparisons then come from that process alone when that is
   more precise (:func:`~tray_app.benchmark.paired.within_runner_difference`): the luck of each process
   (where its memory landed, what else ran) no longer hides a 5-10 % difference.
-* **A value far behind is not measured again**: one that lost by more than :data:`FAR_BEHIND`, beyond
-  the noise, with the same memory settings, is not raced again when another setting has changed.
+* **One lucky process proves nothing.** Two configurations measured by different runner processes are
+  judged only once each was measured twice (:data:`~tray_app.benchmark.paired.MIN_PAIRS`): among the
+  dozens of comparisons of a search, one process 25 % luckier than another is bound to happen. The
+  noise between two processes is estimated from repeats made by two processes, never below the noise
+  inside one.
+* **A value far behind is not measured again**: one whose whole interval is more than
+  :data:`FAR_BEHIND` slower, with the same memory settings, is not raced again when another setting
+  has changed.
 * **A crash is believed only twice**: a configuration that stopped once for no memory reason is measured
   again before being ruled out (the « occasional crash » is not always the configuration's fault).
 * **The final check**: the winner and today's settings are measured alternately (at least one more of
@@ -78,10 +84,10 @@ DETERMINISTIC_FAILURES = frozenset({"out_of_memory", "unsafe", "refused"})  # th
 EDGE_RATE = 0.15  # a configuration over the memory limit in more than this share of its measurements is too full
 BUDGET_FRACTION = 1 / 3
 MIN_BUDGET = 8
-MAX_BUDGET = 40
-FAR_BEHIND = 0.2  # a value this much slower, beyond the noise, is not measured again in another context
-MAX_ROUNDS = 5  # rounds of a race on generation speed (the first measures each candidate once)
-FUTILE_AFTER = 2  # rounds after which a candidate not ahead of the incumbent is dropped
+MAX_BUDGET = 50
+FAR_BEHIND = 0.1  # a value shown slower by more than this (its whole interval) is not measured again elsewhere
+MAX_ROUNDS = 8  # rounds of a race on generation speed (the first measures each candidate once)
+FUTILE_AFTER = 3  # rounds after which a candidate not ahead of the incumbent is dropped
 MAX_PROMPT_ROUNDS = 2  # on the first word: prompt settings matter less than generation
 FINAL_ROUNDS = 3
 FINAL_RESERVE = 4  # two rounds of the final check (one on the smallest budgets)
@@ -230,9 +236,19 @@ class _Lab:
         return series_of(trials, value)
 
     def sigma(self, value: Value = log_gen) -> float:
+        """σ of one measurement against one made by another runner process.
+
+        Generation: from repeats made by two different processes only, and never below the noise inside
+        one process (a process adds its own luck to that noise; a jump seen inside one counts). The
+        first word, with no noise inside a process to go on: from every repeat.
+        """
         stable = [t.measurement for t in self.trials if t.measurement.stable]
-        prior = prior_from_requests(stable) if value is log_gen else prior_from_requests([])
-        return noise_sigma((self.series(p, value) for p in self.history), prior=prior)
+        series = [self.series(p, value) for p in self.history]
+        if value is not log_gen:
+            return noise_sigma(series, prior=prior_from_requests([]))
+        between = noise_sigma(series, prior=prior_from_requests(stable), across_runners=True)
+        within = self.within_sigma(value)
+        return between if within is None else max(between, within)
 
     def within_sigma(self, value: Value = log_gen) -> float | None:
         """The noise between two measurements of one runner process (generation speed only: the prompt is
@@ -480,7 +496,7 @@ class _Search:
             if q == p or q not in self.lab.history or not self.lab.status(q):
                 continue
             comparison = self.lab.compare(q, p, value)
-            if comparison is not None and comparison.verdict == "worse" and comparison.gain < -FAR_BEHIND:
+            if comparison is not None and comparison.verdict == "worse" and comparison.high < -FAR_BEHIND:
                 return True
         return False
 
