@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from tray_app.host.runner import Runner, RunnerEndpoint
-from tray_app.host.runner_engine_patches import THREADS_ROUTE
+from tray_app.host.runner_engine_patches import THREADS_ASKED, THREADS_ROUTE
 from tray_app.host.runner_threads import ThreadChangeError, read_threads, set_threads
 from tray_app.planning.runner_config import RunnerConfig
 
 NO_EOS = {"2": -100}  # the tiny model's end token never comes: answers last max_tokens
+WORD_PIECE = 3 + 256  # the tiny model's first word piece, « ▁a » (tray_app.models.synthetic_gguf)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +94,14 @@ def test_the_route_needs_the_key_as_the_other_routes_do(running):
 
 
 def test_a_change_asked_during_an_answer_waits_for_its_end(running):
-    """Under the server's lock: llama.cpp logs the change after the timings that end the answer."""
+    """Under the server's lock: asked while the answer runs, the change is logged by llama.cpp only after
+    the timings that end the answer."""
     runner, endpoint = running
     conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=60)
-    body = {"messages": [{"role": "user", "content": "Raconte"}], "max_tokens": 64, "stream": True,
-            "logit_bias": NO_EOS}
+    # A long answer (seconds), of one word piece repeated: text that decodes as it comes (random byte
+    # tokens make llama-cpp-python's streaming decode slower and slower, cubic in the answer's length).
+    body = {"messages": [{"role": "user", "content": "Raconte"}], "max_tokens": 1000, "stream": True,
+            "logit_bias": {**NO_EOS, str(WORD_PIECE): 100}}
     conn.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
                  headers={"Content-Type": "application/json", **endpoint.headers})
     response = conn.getresponse()
@@ -115,7 +119,9 @@ def test_a_change_asked_during_an_answer_waits_for_its_end(running):
     while not any(change_line in line for line in runner.output_tail(400)) and time.monotonic() < deadline:
         time.sleep(0.05)  # the runner's output is read on a thread of its own
     lines = runner.output_tail(400)
+    asked = [i for i, line in enumerate(lines) if f"{THREADS_ASKED}: n_threads = 2, n_threads_batch = 2" in line]
     changes = [i for i, line in enumerate(lines) if change_line in line]
     timings = [i for i, line in enumerate(lines) if "eval time =" in line]
-    assert changes and timings and max(timings) < changes[-1], "\n".join(lines[-40:])
+    assert asked and changes and timings, "\n".join(lines[-40:])
+    assert asked[-1] < max(timings) < changes[-1], "\n".join(lines[-40:])  # asked, answer ended, then changed
     assert set_threads(endpoint, 1, 1) == (1, 1)

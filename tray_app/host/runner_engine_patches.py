@@ -37,7 +37,8 @@ And one route the server does not have: :data:`THREADS_ROUTE` (« Optimiser » o
 relays it). ``POST`` with ``{"n_threads": int, "n_threads_batch": int}`` sets the thread counts of the
 loaded model (llama.cpp's ``llama_set_n_threads``, read at every evaluation) under the server's lock, so
 never in the middle of an answer; ``GET`` changes nothing. Both answer the counts read back from llama.cpp,
-``{"n_threads": …, "n_threads_batch": …}``, and need the server's API key like its other routes. So
+``{"n_threads": …, "n_threads_batch": …}``, and need the server's API key like its other routes; a change
+is logged (:data:`THREADS_ASKED`) when it arrives, before it waits for the lock. So
 configurations that differ only in thread counts are measured in one process, without loading the model
 again. A body that is not such an object is a 400 with a JSON error.
 
@@ -51,6 +52,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -58,6 +60,7 @@ from typing import Any
 INVALID_GRAMMAR = "DESKTOP_MATE_INVALID_GRAMMAR"
 THREADS_ROUTE = "/desktop-mate/threads"
 THREAD_FIELDS = ("n_threads", "n_threads_batch")
+THREADS_ASKED = "desktop-mate: thread change asked"  # + the counts, on stderr (the runner's log)
 MAX_THREADS = 512  # ggml's GGML_MAX_N_THREADS
 _CUT = "_desktop_mate_cut"  # set on the model when this answer was ended here for its length
 _MAX_TOKENS = "_desktop_mate_max_tokens"  # the length asked for by the request being answered
@@ -158,6 +161,7 @@ async def _threads(request: Any) -> Any:
         if isinstance(parsed, str):
             return JSONResponse({"error": {"message": parsed, "type": "invalid_request_error"}}, status_code=400)
         counts = parsed
+        print(f"{THREADS_ASKED}: n_threads = {counts[0]}, n_threads_batch = {counts[1]}", file=sys.stderr, flush=True)
     try:
         # The server's own lock around the model: never in the middle of an answer.
         async with contextlib.asynccontextmanager(server.get_llama_proxy)() as proxy:
