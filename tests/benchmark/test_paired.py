@@ -122,6 +122,10 @@ def test_series_leave_out_what_did_not_work_and_read_the_first_word_as_a_speed()
 def test_comparison_round_trips_through_json():
     c = Comparison(0.12, 0.02, 0.23, 3, 0.08)
     assert Comparison.from_dict(c.to_dict()) == c and c.to_dict()["verdict"] == "better"
+    inside = Comparison(0.12, 0.02, 0.23, 1, 0.03, one_runner=True)  # one measurement each, one process
+    assert Comparison.from_dict(inside.to_dict()) == inside and inside.verdict == "better"
+    older = {k: v for k, v in inside.to_dict().items() if k != "one_runner"}  # saved before it existed
+    assert Comparison.from_dict(older).verdict == "unsure"
 
 
 def in_runners(level: float, *measured: tuple[int, int, float]) -> Series:

@@ -249,14 +249,14 @@ class Comparison:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, float | int | str | bool]:
         return {"gain": self.gain, "low": self.low, "high": self.high, "pairs": self.pairs,
-                "sigma": self.sigma, "verdict": self.verdict}
+                "sigma": self.sigma, "one_runner": self.one_runner, "verdict": self.verdict}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Comparison:
         return cls(float(data["gain"]), float(data["low"]), float(data["high"]), int(data["pairs"]),
-                   float(data["sigma"]))
+                   float(data["sigma"]), bool(data.get("one_runner", False)))
 
 
 def compare(a: Series, b: Series, sigma: float, *, z: float = Z, within: float | None = None) -> Comparison | None:
