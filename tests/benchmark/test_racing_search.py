@@ -32,7 +32,7 @@ class NoisySurface:
     measurement for the next point when only the thread counts differ.
     """
 
-    def __init__(self, speed, *, noise=0.02, seed=0, vram=None, limit=None, burst=(), crash_once=()):
+    def __init__(self, speed, *, noise=0.02, seed=0, vram=None, limit=None, burst=(), crash_once=(), wall_s=0.0):
         self.speed = speed
         self.noise = noise
         self.rng = random.Random(seed)
@@ -43,6 +43,7 @@ class NoisySurface:
         self.calls: list[Point] = []
         self.runners = 0
         self.kept: Point | None = None  # the point the kept runner measured last
+        self.wall_s = wall_s  # how long each measurement says it took
 
     def _runner(self, p: Point) -> int:
         kept, self.kept = self.kept, None
@@ -66,7 +67,7 @@ class NoisySurface:
         ttft = 1.0 / (1 + 0.001 * p.get("batch", 512))
         self.kept = p
         return Measurement(stable=True, runner=runner, gen_samples=samples, ttft_samples=(ttft,) * 3,
-                           peak_vram=used, peak_ram=1000 * MIB)
+                           peak_vram=used, peak_ram=1000 * MIB, wall_s=self.wall_s)
 
 
 def threads_space(start: int = 3) -> SearchSpace:
@@ -191,6 +192,25 @@ def test_budget_and_progress_estimate():
     outcome = racing_search(space, surface, on_step=lambda n, total, p, again: steps.append((n, total)))
     assert len(outcome.trials) <= outcome.budget == measurement_budget(space)
     assert all(total >= n for n, total in steps)
+
+
+def test_a_time_limit_stops_the_comparisons_in_time_for_the_final_check():
+    # 12 s a measurement, 100 s allowed: the search stops comparing when what is left fits only the
+    # final check, which still measures each side once more.
+    space = gpu_space()
+    free = racing_search(space, NoisySurface(gpu_speed, noise=0.10, seed=5, vram=layer_vram, limit=3600 * MIB,
+                                             wall_s=12.0))
+    assert len(free.trials) * 12.0 > 150  # without a limit it measures far longer
+    steps: list[tuple[int, int]] = []
+    timed = racing_search(space, NoisySurface(gpu_speed, noise=0.10, seed=5, vram=layer_vram, limit=3600 * MIB,
+                                              wall_s=12.0), seconds=100.0,
+                          on_step=lambda n, total, p, again: steps.append((n, total)))
+    assert len(timed.trials) * 12.0 <= 100.0 + 2 * 12.0  # within the limit, but for the final check's round
+    assert timed.final_check is not None and timed.best is not None
+    assert all(total >= n for n, total in steps)
+    roomy = racing_search(space, NoisySurface(gpu_speed, noise=0.10, seed=5, vram=layer_vram, limit=3600 * MIB,
+                                              wall_s=12.0), seconds=1000.0)
+    assert [t.point for t in roomy.trials] == [t.point for t in free.trials]  # a limit not reached changes nothing
 
 
 def test_cancel_stops_before_the_next_measurement():

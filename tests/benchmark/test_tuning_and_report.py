@@ -373,3 +373,16 @@ def test_no_measurable_gain_keeps_todays_settings_and_says_so(model: Path, setti
     result = engine._result(engine._summary, outcome, "racing", quick=True)
     assert result.best_point == START and not result.improved and KEPT_FR in result.notes_fr
     assert headline_fr(result).startswith("Vos réglages actuels sont déjà les bons")
+
+
+def test_the_quick_run_is_limited_to_the_duration_it_announced(model: Path, settings: Settings):
+    from tests.bench_fakes import make_summary
+    from tray_app.benchmark.optimizer import GRID, QUICK_TIME_MARGIN, Optimizer
+
+    engine = Optimizer(model, settings)
+    engine._summary = make_summary(model)
+    announced = engine.estimate_seconds(quick=True)
+    assert announced > 0
+    assert engine.time_limit_s(quick=True) == pytest.approx(QUICK_TIME_MARGIN * announced)
+    assert engine.time_limit_s(quick=False) is None  # the precise run takes the time it needs
+    assert engine.time_limit_s(quick=True, strategy=GRID) is None

@@ -53,6 +53,7 @@ class OptimizationEngine(Protocol):
 
 
 HOPELESS_FRACTION = 0.5
+QUICK_TIME_MARGIN = 1.2  # « Mesure rapide » takes at most this much more than the duration it announced
 KEPT_FR = (
     "Le meilleur essai, mesuré de nouveau en alternance avec vos réglages actuels, n'était pas "
     "nettement plus rapide : vos réglages actuels sont gardés."
@@ -139,6 +140,13 @@ class Optimizer:
         trials = estimate_racing_trials(space) if strategy == RACING else estimate_trials(space, strategy)
         return trials * self.seconds_per_trial_guess(quick)
 
+    def time_limit_s(self, *, quick: bool, strategy: str = DEFAULT_STRATEGY) -> float | None:
+        """« Mesure rapide » keeps (within :data:`QUICK_TIME_MARGIN`) the duration it announced: on a
+        machine slower than expected it compares fewer settings. The precise run and the grid: no limit."""
+        if not quick or strategy != RACING:
+            return None
+        return QUICK_TIME_MARGIN * self.estimate_seconds(quick=True, strategy=RACING)
+
     # -- running ----------------------------------------------------------------------------------
     def run(
         self,
@@ -168,10 +176,14 @@ class Optimizer:
             hopeless_below=lambda: _half_of_fastest(tracker),
             request_limit=lambda: _request_limit(tracker, self.workload(quick)),
         )
-        search = {GRID: grid_search, COORDINATE: coordinate_search}.get(strategy, racing_search)
         log.info("benchmark (%s, quick=%s) of %s from %s", strategy, quick, summary.model_path, space.start)
         try:
-            outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
+            if strategy in (GRID, COORDINATE):
+                search = grid_search if strategy == GRID else coordinate_search
+                outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
+            else:
+                outcome = racing_search(space, measurer, cancel=cancel, on_step=tracker.on_step,
+                                        on_trial=tracker.on_trial, seconds=self.time_limit_s(quick=quick))
         finally:
             measurer.close()  # the runner kept from the last measurement
             if nvml is not None and self._nvml is None:

@@ -48,12 +48,14 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
 The whole run spends at most :func:`measurement_budget` measurements: a third of the coarse grid of the
 same space, never fewer than :data:`MIN_BUDGET` nor more than :data:`MAX_BUDGET`; repeats only use what
 the first measurement of every remaining candidate and the final check leave (a race on generation may
-also use what the prompt-only settings would have taken: they come last, with what is left).
+also use what the prompt-only settings would have taken: they come last, with what is left). Given a time
+limit (``seconds``), the measurements left are also what fits in it at the median duration of those made.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -115,8 +117,10 @@ class _Lab:
         on_step: StepCallback | None,
         on_trial: TrialCallback | None,
         memory_dims: tuple[str, ...] = (),
+        seconds: float | None = None,
     ) -> None:
         self.measure = measure
+        self.seconds = seconds  # the time the measurements may take in all (None: no limit)
         # The settings that decide the graphics memory taken (layers, KV cache, batch): a configuration
         # that filled the card fills it with any threads or pinning. One seen both safe and too full is
         # at the edge (the avatar's own use moves it over): too full when that happened in more than
@@ -136,7 +140,12 @@ class _Lab:
 
     @property
     def left(self) -> int:
-        return self.budget - len(self.trials)
+        """Measurements still allowed: by the budget, and by the time limit at the median duration so far."""
+        left = self.budget - len(self.trials)
+        walls = [t.measurement.wall_s for t in self.trials if t.measurement.wall_s > 0]
+        if self.seconds is None or not walls:
+            return left
+        return min(left, max(0, int((self.seconds - sum(walls)) / statistics.median(walls))))
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -642,8 +651,14 @@ def racing_search(
     on_trial: TrialCallback | None = None,
     budget: int | None = None,
     final_check: bool = True,
+    seconds: float | None = None,
 ) -> SearchOutcome:
-    """Search ``space`` from its start (see the module docstring). Raises BenchmarkCancelled."""
+    """Search ``space`` from its start (see the module docstring). Raises BenchmarkCancelled.
+
+    ``seconds``: a time limit (« Mesure rapide » keeps the duration it announced). No new comparison
+    starts once the measurements made (their ``wall_s``) and what the final check keeps would pass it;
+    the final check still measures each side once more.
+    """
     started = time.monotonic()
     budget = budget if budget is not None else measurement_budget(space)
     memory_dims = tuple(d.name for d in space.dims if d.memory_bound or d.changes_memory)
@@ -652,11 +667,11 @@ def racing_search(
         memory_dims = ()
     else:  # the layer count first: too_full() relies on it
         memory_dims = (memory_dim.name, *(n for n in memory_dims if n != memory_dim.name))
-    lab = _Lab(measure, budget, cancel, on_step, on_trial, memory_dims)
+    lab = _Lab(measure, budget, cancel, on_step, on_trial, memory_dims, seconds)
     if memory_dim is not None:
         lab.layers_top = max(memory_dim.steps)
     search = _Search(space, lab)
-    lab.estimate = lambda: min(budget, len(lab.trials) + search.reserve())
+    lab.estimate = lambda: min(budget, len(lab.trials) + min(search.reserve(), max(lab.left, search.final_reserve)))
     start = space.canonical(space.start)
     lab.run(start)
     incumbent: Point | None = start if lab.status(start) else search.rescue(start)
