@@ -173,6 +173,19 @@ def test_a_crash_is_measured_again_before_being_believed():
     assert outcome.trials[2].point == outcome.trials[1].point and outcome.trials[2].measurement.stable
 
 
+def test_a_configuration_stopped_as_far_too_slow_is_not_measured_again():
+    slow = Point.of(threads=4)
+
+    def measure(p: Point) -> Measurement:
+        if p == slow:
+            return Measurement.failed("slow", "Beaucoup trop lent avec ces réglages.", wall_s=30.0)
+        return NoisySurface(peak_at_5, noise=0.02)(p)
+
+    calls: list[Point] = []
+    racing_search(threads_space(), lambda p: (calls.append(p), measure(p))[1], budget=12)
+    assert calls.count(slow) == 1  # a crash would have been measured twice (test above)
+
+
 def test_a_lucky_win_is_undone_by_the_interleaved_final_check():
     # Another program slows the very first measurement (today's settings) by half: 4 threads looks
     # 90 % faster. Measured again alternately with today's settings, the gain is gone.

@@ -38,7 +38,8 @@ differs is how a move is decided on a noisy machine (:mod:`tray_app.benchmark.pa
   :data:`FAR_BEHIND` slower, with the same memory settings, is not raced again when another setting
   has changed.
 * **A crash is believed only twice**: a configuration that stopped once for no memory reason is measured
-  again before being ruled out (the « occasional crash » is not always the configuration's fault).
+  again before being ruled out (the « occasional crash » is not always the configuration's fault) —
+  except one stopped for being far slower than the fastest measured (``slow``: a verdict on its speed).
 * **The final check**: the winner and today's settings are measured alternately (at least one more of
   each, up to :data:`FINAL_ROUNDS` rounds, until the verdict is clear), and the estimate of the gain,
   with its interval, comes from every measurement of both, paired in time. With no measurable gain,
@@ -83,6 +84,9 @@ Value = Callable[[Measurement], "float | None"]
 
 RACING = "racing"
 DETERMINISTIC_FAILURES = frozenset({"out_of_memory", "unsafe", "refused"})  # the same settings fail again
+# Not measured again after one failure: those, and « slow » (stopped for being far slower than the fastest
+# measured: a verdict on its speed, not an accident, and measuring it again costs the longest).
+NOT_RETRIED = DETERMINISTIC_FAILURES | {"slow"}
 EDGE_RATE = 0.15  # a configuration over the memory limit in more than this share of its measurements is too full
 BUDGET_FRACTION = 1 / 3
 MIN_BUDGET = 8
@@ -183,7 +187,7 @@ class _Lab:
         """Measure ``point`` once more; a first crash that memory does not explain is measured again."""
         trial = self._one(point)
         m = trial.measurement
-        if not m.stable and m.failure_kind not in DETERMINISTIC_FAILURES and self.left > 0:
+        if not m.stable and m.failure_kind not in NOT_RETRIED and self.left > 0:
             failures = sum(1 for t in self.history[point] if not t.measurement.stable)
             if failures == 1:
                 trial = self._one(point)
