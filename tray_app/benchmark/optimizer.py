@@ -12,6 +12,7 @@ Typical use, off the UI thread::
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import replace
@@ -176,14 +177,12 @@ class Optimizer:
             hopeless_below=lambda: _half_of_fastest(tracker),
             request_limit=lambda: _request_limit(tracker, self.workload(quick)),
         )
+        search = {GRID: grid_search, COORDINATE: coordinate_search}.get(strategy) or functools.partial(
+            racing_search, seconds=self.time_limit_s(quick=quick)
+        )
         log.info("benchmark (%s, quick=%s) of %s from %s", strategy, quick, summary.model_path, space.start)
         try:
-            if strategy in (GRID, COORDINATE):
-                search = grid_search if strategy == GRID else coordinate_search
-                outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
-            else:
-                outcome = racing_search(space, measurer, cancel=cancel, on_step=tracker.on_step,
-                                        on_trial=tracker.on_trial, seconds=self.time_limit_s(quick=quick))
+            outcome = search(space, measurer, cancel=cancel, on_step=tracker.on_step, on_trial=tracker.on_trial)
         finally:
             measurer.close()  # the runner kept from the last measurement
             if nvml is not None and self._nvml is None:
